@@ -14,6 +14,11 @@ the patient's left, LPS) the axial plane is ``hu[k]`` unchanged, the coronal
 plane is ``hu[:, r, :]`` and the sagittal plane ``hu[:, :, c]``, both flipped
 upside down when slice index grows towards the head. A coronal or sagittal
 acquisition is mapped the same way from its affine.
+
+Pitfall: ``np.diag([5.0, 0.5, 0.5, 1.0])`` as an affine stacks the slices along
+patient x, i.e. it describes a *sagittal* series, and its "axial" plane is a
+cut across the array. An axial series steps slices along z: column 0 of the
+affine is ``(0, 0, slice_spacing)``.
 """
 
 from __future__ import annotations
@@ -112,7 +117,9 @@ def plane_geometry(volume: Volume, plane: str) -> PlaneGeometry:
 
     >>> import numpy as np
     >>> from ctexplore.volume import Volume
-    >>> vol = Volume(np.zeros((40, 64, 64), np.int16), np.diag([5.0, 0.5, 0.5, 1.0]))
+    >>> axial = np.zeros((4, 4))  # slices step to the head (z), rows to posterior, columns to the left
+    >>> axial[2, 0], axial[1, 1], axial[0, 2], axial[3, 3] = 5.0, 0.5, 0.5, 1.0
+    >>> vol = Volume(np.zeros((40, 64, 64), np.int16), axial)
     >>> coronal = plane_geometry(vol, "coronal")
     >>> coronal.slice_axis, coronal.vertical_axis, coronal.flip_vertical, coronal.aspect
     (1, 0, True, 10.0)
@@ -165,7 +172,9 @@ def slice_image(hu: np.ndarray, geometry: PlaneGeometry, index: int) -> np.ndarr
     >>> import numpy as np
     >>> from ctexplore.volume import Volume
     >>> hu = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
-    >>> vol = Volume(hu, np.diag([5.0, 0.5, 0.5, 1.0]))
+    >>> axial = np.zeros((4, 4))  # slices step to the head (z), rows to posterior, columns to the left
+    >>> axial[2, 0], axial[1, 1], axial[0, 2], axial[3, 3] = 5.0, 0.5, 0.5, 1.0
+    >>> vol = Volume(hu, axial)
     >>> slice_image(hu, plane_geometry(vol, "coronal"), 0)  # head (slice 1) on top
     array([[12, 13, 14, 15],
            [ 0,  1,  2,  3]], dtype=int16)
@@ -191,7 +200,9 @@ def voxel_index(
     --------
     >>> import numpy as np
     >>> from ctexplore.volume import Volume
-    >>> vol = Volume(np.zeros((2, 3, 4), np.int16), np.diag([5.0, 0.5, 0.5, 1.0]))
+    >>> axial = np.zeros((4, 4))  # slices step to the head (z), rows to posterior, columns to the left
+    >>> axial[2, 0], axial[1, 1], axial[0, 2], axial[3, 3] = 5.0, 0.5, 0.5, 1.0
+    >>> vol = Volume(np.zeros((2, 3, 4), np.int16), axial)
     >>> voxel_index(plane_geometry(vol, "coronal"), vol.shape, 1, 0, 3)
     (1, 1, 3)
     """
@@ -219,35 +230,84 @@ def display_pixel(
     )
 
 
-def slice_position(volume: Volume, geometry: PlaneGeometry, index: int) -> str:
-    """Where plane `index` lies, as a label such as ``"z = 35.0 mm"``.
+def slice_positions(volume: Volume, geometry: PlaneGeometry) -> tuple[str | None, np.ndarray]:
+    """Position of every plane's centre along the plane normal, in millimetres.
 
-    The position is that of the plane's centre along the plane normal. When
-    the normal runs within 1 degree of a patient axis the label names that
-    axis (LPS: x to the patient's left, y posterior, z to the head);
-    otherwise (oblique or gantry-tilted planes) it reads
-    ``"35.0 mm along normal"``.
+    Returns
+    -------
+    axis : {"x", "y", "z"} or None
+        The patient axis (LPS: x to the patient's left, y posterior, z to the
+        head) when the normal runs within 1 degree of it; None for oblique or
+        gantry-tilted planes, whose positions are then measured along the
+        normal itself.
+    positions : (n_slices,) float64 ndarray
 
     Examples
     --------
     >>> import numpy as np
     >>> from ctexplore.volume import Volume
-    >>> affine = np.diag([5.0, 0.5, 0.5, 1.0])
-    >>> affine[:3, 3] = [10.0, -20.0, -30.0]  # centre of voxel (0, 0, 0)
-    >>> vol = Volume(np.zeros((3, 4, 4), np.int16), affine)
-    >>> slice_position(vol, plane_geometry(vol, "axial"), 2)
-    'z = -20.0 mm'
+    >>> axial = np.zeros((4, 4))  # slices step to the head (z), rows to posterior, columns to the left
+    >>> axial[2, 0], axial[1, 1], axial[0, 2], axial[3, 3] = 5.0, 0.5, 0.5, 1.0
+    >>> axial[:3, 3] = [10.0, -20.0, -30.0]  # centre of voxel (0, 0, 0)
+    >>> vol = Volume(np.zeros((3, 4, 4), np.int16), axial)
+    >>> slice_positions(vol, plane_geometry(vol, "axial"))
+    ('z', array([-30., -25., -20.]))
     """
-    index = _check_index(geometry, index)
-    centre = (np.asarray(volume.shape, dtype=np.float64) - 1) / 2
-    centre[geometry.slice_axis] = index
-    point = volume.index_to_world(centre)
+    centres = np.tile((np.asarray(volume.shape, dtype=np.float64) - 1) / 2, (geometry.n_slices, 1))
+    centres[:, geometry.slice_axis] = np.arange(geometry.n_slices)
+    points = volume.index_to_world(centres)
     in_plane = [axis for axis in range(3) if axis != geometry.slice_axis]
     normal = np.cross(volume.affine[:3, in_plane[0]], volume.affine[:3, in_plane[1]])
     normal /= np.linalg.norm(normal)
     patient_axis = int(np.argmax(np.abs(normal)))
     if abs(normal[patient_axis]) >= _ALIGNED_COSINE:
-        return f"{_AXIS_NAMES[patient_axis]} = {point[patient_axis]:.1f} mm"
+        return _AXIS_NAMES[patient_axis], points[:, patient_axis]
     if normal[patient_axis] < 0:
         normal = -normal
-    return f"{point @ normal:.1f} mm along normal"
+    return None, points @ normal
+
+
+def position_label(axis: str | None, millimetres: float) -> str:
+    """``"z = 35.0 mm"``, or ``"35.0 mm along normal"`` when `axis` is None.
+
+    Examples
+    --------
+    >>> position_label("z", 35.0), position_label(None, -2.25)
+    ('z = 35.0 mm', '-2.2 mm along normal')
+    """
+    if axis is None:
+        return f"{millimetres:.1f} mm along normal"
+    return f"{axis} = {millimetres:.1f} mm"
+
+
+def window_setting(window: str | tuple[float, float]) -> tuple[float, float, str]:
+    """``(center, width, label)`` of a preset name or a ``(center, width)`` pair in HU.
+
+    Examples
+    --------
+    >>> window_setting("brain")
+    (40.0, 80.0, 'brain 40/80')
+    >>> window_setting((50, 150))
+    (50.0, 150.0, 'window 50/150')
+    """
+    from .intensity import WINDOWS
+
+    if isinstance(window, str):
+        if window not in WINDOWS:
+            raise ValueError(
+                f"unknown window preset {window!r}; choose one of {sorted(WINDOWS)} "
+                "or give (center, width) in HU"
+            )
+        center, width = WINDOWS[window]
+        name = window
+    else:
+        try:
+            center, width = (float(value) for value in window)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"window must be a preset name or a (center, width) pair in HU, got {window!r}"
+            ) from None
+        name = "window"
+    if not width > 0:
+        raise ValueError(f"window width must be positive, got {width}")
+    return float(center), float(width), f"{name} {center:g}/{width:g}"

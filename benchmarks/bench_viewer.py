@@ -1,0 +1,134 @@
+"""Viewer and histogram speed on a 256 x 512 x 512 int16 head volume.
+
+Run: ``python benchmarks/bench_viewer.py``
+
+- slider step: from ``slider.value = i`` until the new PNG bytes sit in the Image
+  widget (what the kernel does before the message goes out), median of 100 steps;
+  targets <= 30 ms. Compared with the naive way, a new matplotlib figure per step.
+- plane switch on the 256 x 512 x 512 volume; target <= 100 ms.
+- ``plot_hu_histogram`` end to end (counting and building the figure) against
+  ``plt.hist`` on the flattened float64 copy; target <= 0.4 s.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from synthetic_volumes import head_affine, paint_head  # noqa: E402
+
+from ctexplore.plotting import plot_hu_histogram  # noqa: E402
+from ctexplore.viewer import view  # noqa: E402
+from ctexplore.volume import Volume  # noqa: E402
+
+SHAPE = (256, 512, 512)
+SPACING = (0.625, 0.45, 0.45)
+
+
+def build_volume() -> Volume:
+    """Synthetic head with 5 HU noise, so PNG compression sees CT-like texture."""
+    affine = head_affine(SHAPE, SPACING)
+    coarse = paint_head(head_affine((32, *SHAPE[1:]), (SPACING[0] * 8, *SPACING[1:])), (32, *SHAPE[1:]))
+    hu = np.repeat(coarse, 8, axis=0)
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 5, SHAPE[1:]).astype(np.int16)
+    for start in range(0, SHAPE[0], 16):
+        hu[start:start + 16] += np.roll(noise, start, axis=0)
+    return Volume(hu, affine, meta={"series_description": "benchmark head"})
+
+
+def milliseconds(seconds: float) -> str:
+    return f"{seconds * 1000:7.1f} ms"
+
+
+def bench_slider(volume: Volume) -> None:
+    viewer = view(volume, index=0)
+    times = []
+    for step in range(1, 101):
+        start = time.perf_counter()
+        viewer.slider.value = 60 + step
+        times.append(time.perf_counter() - start)
+    size = len(viewer.image.value)
+    print(f"slider step, 512 x 512, median of 100: {milliseconds(statistics.median(times))}"
+          f"  (max {milliseconds(max(times))}, PNG {size / 1024:.0f} KiB)  target <= 30 ms")
+
+    masked = view(volume, volume.hu > 60, index=0)
+    times = []
+    for step in range(1, 101):
+        start = time.perf_counter()
+        masked.slider.value = 60 + step
+        times.append(time.perf_counter() - start)
+    print(f"slider step with mask overlay:          {milliseconds(statistics.median(times))}")
+
+    times = []
+    for step in range(5):
+        start = time.perf_counter()
+        fig, ax = plt.subplots(figsize=(5.12, 5.12), dpi=100)
+        ax.imshow(volume.hu[60 + step], cmap="gray", vmin=0, vmax=80)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        times.append(time.perf_counter() - start)
+    print(f"naive: new matplotlib figure per step:  {milliseconds(statistics.median(times))}")
+
+    times = []
+    for plane in ("coronal", "sagittal", "axial") * 4:
+        start = time.perf_counter()
+        viewer.plane_buttons.value = plane
+        times.append(time.perf_counter() - start)
+    print(f"plane switch on {SHAPE}, median of 12: {milliseconds(statistics.median(times))}"
+          f"  (max {milliseconds(max(times))})  target <= 100 ms")
+
+
+def bench_histogram(volume: Volume) -> None:
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        fig = plot_hu_histogram(volume)
+        times.append(time.perf_counter() - start)
+        plt.close(fig)
+    print(f"plot_hu_histogram, median of 5:         {milliseconds(statistics.median(times))}"
+          "  target <= 400 ms")
+    start = time.perf_counter()
+    fig = plot_hu_histogram(volume, exclude_outside=True)
+    print(f"  with exclude_outside=True:            {milliseconds(time.perf_counter() - start)}")
+    plt.close(fig)
+
+    tracemalloc.start()
+    start = time.perf_counter()
+    fig, ax = plt.subplots()
+    ax.hist(volume.hu.astype(np.float64).ravel(), bins=200)
+    elapsed = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    plt.close(fig)
+    print(f"naive: plt.hist on flattened float64:   {milliseconds(elapsed)}  (peak {peak / 2**30:.2f} GiB)")
+    tracemalloc.start()
+    fig = plot_hu_histogram(volume)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    plt.close(fig)
+    print(f"plot_hu_histogram peak memory:          {peak / 2**20:.0f} MiB")
+
+
+def main() -> None:
+    start = time.perf_counter()
+    volume = build_volume()
+    print(f"volume {volume.shape} {volume.hu.dtype} built in {time.perf_counter() - start:.1f} s")
+    bench_slider(volume)
+    bench_histogram(volume)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""The ``ctexplore`` command line: scan a folder, preprocess a data set, write sample data.
+
+Exit status: 0 when everything worked, 1 when a series failed, 2 for a usage
+error (bad option, missing input, output inside the input), 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _rule(text: str) -> str:
+    from .pipeline import parse_rule
+
+    try:
+        parse_rule(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``ctexplore`` (subcommands scan, preprocess, sample)."""
+    parser = argparse.ArgumentParser(
+        prog="ctexplore", description="Explore and preprocess CT scans stored as DICOM."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = commands.add_parser("scan", help="list the CT series under a folder and the files skipped")
+    scan.add_argument("path", help="folder (searched recursively) or file")
+
+    run = commands.add_parser(
+        "preprocess",
+        help="resample the chosen series of every study to arrays, with a manifest",
+        description="Write one file per chosen series into OUTPUT and OUTPUT/manifest.csv "
+        "(status ok, skipped or failed for every series found, with the reason).",
+    )
+    run.add_argument("input", help="data set folder (e.g. CQ500: CQ500-CT-N/Unknown Study/...)")
+    run.add_argument("output", help="output folder (outside INPUT)")
+    run.add_argument(
+        "--rule",
+        type=_rule,
+        default="thinnest",
+        help="series to take from each study: thinnest (default; axial, smallest slice spacing), "
+        "all, slices:N (exactly N images), description:REGEX (case-insensitive)",
+    )
+    grid = run.add_mutually_exclusive_group()
+    grid.add_argument("--spacing", type=float, nargs="+", metavar="MM",
+                      help="output voxel size in mm: one value (isotropic) or three "
+                      "(slice normal, rows, columns); default 1 1 1")
+    grid.add_argument("--shape", type=int, nargs=3, metavar=("D", "H", "W"), help="output array shape instead")
+    grid.add_argument("--keep-spacing", action="store_true",
+                      help="keep the acquired voxel size (tilted series are still made orthogonal)")
+    values = run.add_mutually_exclusive_group()
+    values.add_argument("--window", nargs="+", metavar="PRESET",
+                        help="store window preset(s) (brain, subdural, soft_tissue, bone, ...) "
+                        "as the 'processed' array; several give channels")
+    values.add_argument("--normalize", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="store HU clipped to [LOW, HIGH] and scaled to [0, 1] as 'processed'")
+    run.add_argument("--crop", action=argparse.BooleanOptionalAction, default=False,
+                     help="crop to the head (default: no)")
+    run.add_argument("--order", type=int, default=1, choices=range(6), metavar="0..5",
+                     help="interpolation order (default 1, linear)")
+    run.add_argument("--format", choices=("npz", "nifti"), default="npz", help="output format (default npz)")
+    run.add_argument("--compress", action=argparse.BooleanOptionalAction, default=True,
+                     help="zlib-compress .npz outputs (default: yes; compressing is most of the time per series)")
+    run.add_argument("--on-uneven", choices=("raise", "resample"), default="raise",
+                     help="uneven slice steps: fail the series (default) or interpolate")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per core)")
+    where.add_argument("--dask", metavar="ADDRESS", help="run on a dask.distributed scheduler, e.g. tcp://host:8786")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sample = commands.add_parser("sample", help="write synthetic sample data (a CQ500-like data set)")
+    sample.add_argument("dest", help="folder to write into")
+    kind = sample.add_mutually_exclusive_group()
+    kind.add_argument("--patients", type=int, default=3, metavar="N", help="patients in the data set (default 3)")
+    kind.add_argument("--study", action="store_true", help="write one scanner-style study folder instead")
+    return parser
+
+
+def _options(args: argparse.Namespace):  # -> PreprocessOptions
+    from .pipeline import PreprocessOptions
+
+    spacing: tuple[float, ...] | None = (1.0, 1.0, 1.0)
+    if args.keep_spacing or args.shape:
+        spacing = None
+    elif args.spacing:
+        if len(args.spacing) not in (1, 3):
+            raise ValueError(f"--spacing takes one or three values, got {len(args.spacing)}")
+        spacing = tuple(args.spacing) * (3 if len(args.spacing) == 1 else 1)
+    window = None if args.window is None else (args.window[0] if len(args.window) == 1 else tuple(args.window))
+    return PreprocessOptions(
+        spacing=spacing,
+        shape=tuple(args.shape) if args.shape else None,
+        window=window,
+        normalize=tuple(args.normalize) if args.normalize else None,
+        crop=args.crop,
+        order=args.order,
+        format=args.format,
+        on_uneven=args.on_uneven,
+        compress=args.compress,
+    )
+
+
+def _run_preprocess(args: argparse.Namespace) -> int:
+    from .pipeline import preprocess
+
+    try:
+        summary = preprocess(
+            args.input,
+            args.output,
+            rule=args.rule,
+            options=_options(args),
+            workers=args.workers,
+            dask_address=args.dask,
+            progress=not args.no_progress,
+        )
+    except (FileNotFoundError, ValueError) as error:
+        print(f"ctexplore preprocess: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    for row in summary.rows:
+        if row.status == "failed":
+            print(f"failed: {row.patient_id} series {row.series_number} {row.series_description!r}: {row.reason}",
+                  file=sys.stderr)
+    print(f"manifest: {summary.manifest}")
+    print(summary)
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    from .series import scan
+
+    try:
+        index = scan(args.path)
+    except FileNotFoundError as error:
+        print(f"ctexplore scan: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(index)
+    if index.skipped:
+        print(f"\n{len(index.skipped)} files skipped:")
+        for path, reason in index.skipped:
+            print(f"  {path}: {reason}")
+    return EXIT_OK
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    from .datasets import sample_dataset, sample_study
+
+    if args.study:
+        print(sample_study(args.dest))
+    else:
+        if args.patients < 1:
+            print("ctexplore sample: error: --patients must be at least 1", file=sys.stderr)
+            return EXIT_USAGE
+        print(sample_dataset(args.dest, n_patients=args.patients))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (the console script passes it to ``sys.exit``).
+
+    Examples
+    --------
+    A usage error returns 2 (argparse prints the message to stderr):
+
+    >>> main(["preprocess", "in", "out", "--rule", "largest"])
+    2
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse exits 2 on usage errors and 0 on --help
+        return int(exit_.code or 0)
+    try:
+        if args.command == "scan":
+            return _run_scan(args)
+        if args.command == "preprocess":
+            return _run_preprocess(args)
+        return _run_sample(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

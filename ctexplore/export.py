@@ -1,0 +1,261 @@
+"""Write volumes for training and for other tools: ``.npz`` with provenance, and NIfTI.
+
+Both writers are atomic: the file appears complete under its name or not at
+all (a temporary file in the same folder is renamed over the target).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import GeometryError
+from .volume import Volume
+
+__all__ = ["save_npz", "load_npz", "save_nifti", "nifti_affine", "NIFTI_FROM_VOLUME"]
+
+#: Maps NIfTI voxel indices ``(i, j, k, 1)`` = ``(col, row, slice, 1)`` to ``(slice, row, col, 1)``.
+NIFTI_FROM_VOLUME = np.array(
+    [[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64
+)
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@contextmanager
+def _atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it over `path` when the block succeeds."""
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"{target} is a folder; give a file name to write")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"folder {target.parent} does not exist; create it first")
+    suffix = "".join(target.suffixes[-2:]) if target.name.endswith(".gz") else target.suffix
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=suffix)
+    os.close(handle)
+    temporary_path = Path(temporary)
+    try:
+        yield temporary_path
+        os.replace(temporary_path, target)
+    finally:
+        temporary_path.unlink(missing_ok=True)
+
+
+def _json_safe(value: Any) -> Any:
+    """numpy scalars/arrays, paths and tuples as plain JSON values; anything else as text."""
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _provenance(volume: Volume, options: dict[str, Any] | None) -> dict[str, Any]:
+    from . import __version__
+
+    return {
+        "series_uid": volume.meta.get("series_uid"),
+        "files": [str(path) for path in volume.files],
+        "ctexplore_version": __version__,
+        "options": _json_safe(options or {}),
+        "meta": _json_safe(volume.meta),
+    }
+
+
+def save_npz(
+    volume: Volume,
+    path: str | os.PathLike[str],
+    *,
+    processed: np.ndarray | None = None,
+    options: dict[str, Any] | None = None,
+    compress: bool = True,
+) -> Path:
+    """Save a volume, its geometry and its provenance to one ``.npz`` file.
+
+    Parameters
+    ----------
+    volume : Volume
+        Usually resampled; its HU are stored as they are (int16 or float32).
+    path : path-like
+        File to write (replaced atomically if it exists).
+    processed : ndarray, optional
+        The array a model will read (a window, a window stack, a normalised
+        volume), stored under ``processed``. Its trailing three axes must match
+        the volume's shape (a leading channel axis is allowed).
+    options : dict, optional
+        The processing options that produced it (spacing, window, range ...),
+        stored in the provenance so that a file says how it was made.
+    compress : bool
+        zlib-compress the arrays (smaller, slower to write).
+
+    Returns
+    -------
+    Path
+        The written file.
+
+    Notes
+    -----
+    Keys: ``hu``, ``affine`` (4 x 4 float64, ``(slice, row, col, 1)`` to patient
+    LPS mm, as :attr:`Volume.affine`), ``spacing`` (mm along the slice normal,
+    between rows, between columns), ``padding`` (when the volume has a mask),
+    ``processed`` (when given) and ``provenance``: a JSON text holding
+    ``series_uid``, source ``files``, ``ctexplore_version``, ``options`` and the
+    volume's ``meta``. No creation time is stored, so the same input gives the
+    same file. Every key loads with ``np.load(path, allow_pickle=False)``.
+
+    Examples
+    --------
+    >>> import json, tempfile, numpy as np
+    >>> from ctexplore.volume import Volume
+    >>> vol = Volume(np.zeros((2, 3, 4), np.int16), np.diag([2.0, 0.5, 0.5, 1.0]),
+    ...              meta={"series_uid": "1.2.3"})
+    >>> folder = tempfile.mkdtemp()
+    >>> path = save_npz(vol, f"{folder}/scan.npz", options={"spacing": 1.0})
+    >>> with np.load(path, allow_pickle=False) as data:
+    ...     sorted(data.files), json.loads(str(data["provenance"]))["series_uid"]
+    (['affine', 'hu', 'provenance', 'spacing'], '1.2.3')
+    """
+    arrays: dict[str, np.ndarray] = {
+        "hu": volume.hu,
+        "affine": np.asarray(volume.affine, np.float64),
+        "spacing": np.asarray(volume.spacing, np.float64),
+        "provenance": np.array(json.dumps(_provenance(volume, options), sort_keys=True)),
+    }
+    if volume.padding is not None:
+        arrays["padding"] = volume.padding
+    if processed is not None:
+        processed = np.asarray(processed)
+        if processed.dtype == object or processed.shape[-3:] != volume.shape:
+            raise ValueError(
+                f"processed array of shape {processed.shape} does not belong to a volume of "
+                f"shape {volume.shape}: its last three axes must be (slices, rows, cols)"
+            )
+        arrays["processed"] = processed
+    writer = np.savez_compressed if compress else np.savez
+    with _atomic_target(path) as temporary:
+        with open(temporary, "wb") as stream:
+            writer(stream, **arrays)
+    return Path(path)
+
+
+def load_npz(path: str | os.PathLike[str]) -> tuple[Volume, dict[str, Any]]:
+    """Read a file written by :func:`save_npz`, without pickle.
+
+    Returns
+    -------
+    volume : Volume
+        HU, affine and padding as saved; ``files`` and ``meta`` from the provenance.
+    extras : dict
+        ``provenance`` (the decoded JSON dict) and, when saved, ``processed``.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from ctexplore.volume import Volume
+    >>> vol = Volume(np.ones((2, 3, 4), np.int16), np.eye(4))
+    >>> path = save_npz(vol, f"{tempfile.mkdtemp()}/scan.npz", processed=np.ones((2, 3, 4), np.float32))
+    >>> loaded, extras = load_npz(path)
+    >>> loaded.shape, extras["processed"].dtype, extras["provenance"]["ctexplore_version"] != ""
+    ((2, 3, 4), dtype('float32'), True)
+    """
+    with np.load(path, allow_pickle=False) as data:
+        missing = {"hu", "affine", "provenance"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path} is not a ctexplore .npz: keys {sorted(missing)} are missing")
+        provenance = json.loads(str(data["provenance"]))
+        volume = Volume(
+            data["hu"],
+            data["affine"],
+            padding=data["padding"] if "padding" in data.files else None,
+            files=tuple(Path(name) for name in provenance.get("files", [])),
+            meta=dict(provenance.get("meta", {})),
+        )
+        extras: dict[str, Any] = {"provenance": provenance}
+        if "processed" in data.files:
+            extras["processed"] = data["processed"]
+    return volume, extras
+
+
+def nifti_affine(volume: Volume) -> np.ndarray:
+    """The NIfTI (RAS) affine of a volume stored as ``hu.transpose(2, 1, 0)``.
+
+    NIfTI indexes voxels ``(i, j, k)`` = ``(col, row, slice)`` and maps them to
+    RAS millimetres; DICOM's LPS differs by the sign of x and y.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ctexplore.volume import Volume
+    >>> affine = np.array([[0, 0, 0.5, -100], [0, 0.5, 0, -120], [2.5, 0, 0, 30], [0, 0, 0, 1]])
+    >>> nifti_affine(Volume(np.zeros((4, 8, 8), np.int16), affine))
+    array([[ -0.5,   0. ,   0. , 100. ],
+           [  0. ,  -0.5,   0. , 120. ],
+           [  0. ,   0. ,   2.5,  30. ],
+           [  0. ,   0. ,   0. ,   1. ]])
+    """
+    return _LPS_TO_RAS @ volume.affine @ NIFTI_FROM_VOLUME + 0.0  # + 0.0: no negative zeros
+
+
+def save_nifti(volume: Volume, path: str | os.PathLike[str]) -> Path:
+    """Write a NIfTI-1 file (``.nii`` or ``.nii.gz``) with the correct RAS affine.
+
+    Parameters
+    ----------
+    volume : Volume
+        On an orthogonal grid: run :func:`~ctexplore.correct_tilt` or
+        :func:`~ctexplore.resample` on a tilted scan first.
+    path : path-like
+        Output file; ``.gz`` compresses.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    GeometryError
+        For a gantry-tilted (sheared) volume: the NIfTI qform cannot hold a
+        shear, and readers that use the qform would misplace every slice.
+
+    Notes
+    -----
+    The data array is ``hu.transpose(2, 1, 0)`` (``(col, row, slice)``, no copy),
+    with qform and sform both set (code 1, scanner) to :func:`nifti_affine`.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, nibabel
+    >>> from ctexplore.volume import Volume
+    >>> vol = Volume(np.zeros((4, 8, 8), np.int16), np.diag([2.5, 0.5, 0.5, 1.0]))
+    >>> image = nibabel.load(save_nifti(vol, f"{tempfile.mkdtemp()}/scan.nii.gz"))
+    >>> image.shape, image.header.get_zooms()
+    ((8, 8, 4), (np.float32(0.5), np.float32(0.5), np.float32(2.5)))
+    """
+    import nibabel
+
+    if volume.is_tilted:
+        raise GeometryError(
+            f"the volume is gantry-tilted by {volume.gantry_tilt:.2f} degrees (a sheared grid) "
+            "and a NIfTI qform cannot hold a shear: run ctexplore.correct_tilt(volume) or "
+            "ctexplore.resample(volume, spacing=...) first"
+        )
+    affine = nifti_affine(volume)
+    image = nibabel.Nifti1Image(volume.hu.transpose(2, 1, 0), affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    image.header.set_xyzt_units(xyz="mm")
+    with _atomic_target(path) as temporary:
+        nibabel.save(image, temporary)
+    return Path(path)

@@ -1,0 +1,155 @@
+"""Run every tutorial notebook headless on the sample study and leave rendered copies to read.
+
+Writes the built-in sample study (``ctexplore.datasets.sample_study()``, cached), executes
+each ``notebooks/NN_*.ipynb`` in a fresh ``python3`` kernel with ``notebooks/`` as working
+directory, and writes the executed notebook and an HTML rendering of it into
+``tutorials-output/`` (next to ``notebooks/``), plus ``index.html`` linking them. The
+committed notebooks are never modified. Exits with status 1 if any notebook failed.
+
+Usage::
+
+    python notebooks/run_tutorials.py                 # all notebooks
+    python notebooks/run_tutorials.py --only 03 04    # some of them
+    python notebooks/run_tutorials.py --out /tmp/tut  # another output folder
+
+Set ``CTEXPLORE_CQ500_STUDY`` to a CQ500 study folder to run them on real data instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+NOTEBOOKS = Path(__file__).resolve().parent
+REPO = NOTEBOOKS.parent
+CELL_TIMEOUT_S = 120
+
+
+def find_notebooks(only: list[str] | None = None) -> list[Path]:
+    """The numbered tutorial notebooks, in order; `only` keeps those whose number or name starts so.
+
+    Examples
+    --------
+    >>> [p.name for p in find_notebooks(["01"])]
+    ['01_dicom_file.ipynb']
+    """
+    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        found = [p for p in found if any(p.name.startswith(prefix) for prefix in only)]
+    return found
+
+
+def notebook_goal(notebook: object) -> str:
+    """The first sentence of the notebook's **Goal** paragraph (for the index page).
+
+    Examples
+    --------
+    >>> import nbformat
+    >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+    ...     "# 01 Title\\n\\n**Goal:** learn what a DICOM file holds. Then more.")])
+    >>> notebook_goal(nb)
+    'learn what a DICOM file holds.'
+    """
+    for cell in notebook.cells:  # type: ignore[attr-defined]
+        if cell.cell_type != "markdown":
+            continue
+        for paragraph in cell.source.split("\n\n"):
+            text = " ".join(paragraph.split())
+            if text.startswith("**Goal"):
+                text = text.split("**", 2)[-1].lstrip(":* ").strip()
+                end = text.find(". ")
+                return text if end < 0 else text[: end + 1]
+    return ""
+
+
+def run_notebook(path: Path, out: Path) -> tuple[bool, float, str]:
+    """Execute one notebook into `out` (``.ipynb`` and ``.html``); return (ok, seconds, goal)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from nbconvert import HTMLExporter
+
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name="python3",
+        extra_arguments=["--log-level=ERROR"],  # not the kernel's own start-up chatter
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
+    start = time.perf_counter()
+    ok = True
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        ok = False
+        last_line = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines()[-1]  # drop colour codes
+        print(f"{path.name}: {last_line}", file=sys.stderr)
+    except Exception as error:  # a dead kernel or a timeout: report it, render what ran
+        ok = False
+        print(f"{path.name}: {type(error).__name__}: {error}", file=sys.stderr)
+    seconds = time.perf_counter() - start
+    nbformat.write(notebook, out / path.name)
+    body, _ = HTMLExporter().from_notebook_node(notebook)
+    (out / path.with_suffix(".html").name).write_text(body, encoding="utf-8")
+    return ok, seconds, notebook_goal(notebook)
+
+
+def write_index(out: Path, rows: list[tuple[Path, bool, float, str]]) -> Path:
+    """``index.html`` linking every rendered notebook with its goal and status."""
+    items = "\n".join(
+        f'<li><a href="{html.escape(p.with_suffix(".html").name)}">{html.escape(p.stem)}</a>'
+        f" &mdash; {html.escape(goal)}"
+        f' <small>({"ok" if ok else "<b>failed</b>"}, {seconds:.0f} s)</small></li>'
+        for p, ok, seconds, goal in rows
+    )
+    page = (
+        "<!doctype html>\n<html><head><meta charset='utf-8'><title>ctexplore tutorials</title>"
+        "</head>\n<body><h1>ctexplore tutorials</h1>\n"
+        f"<p>Executed on {html.escape(os.environ.get('CTEXPLORE_CQ500_STUDY') or 'the built-in sample study')}"
+        f" at {time.strftime('%Y-%m-%d %H:%M')}.</p>\n<ol>\n{items}\n</ol>\n</body></html>\n"
+    )
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO / "tutorials-output",
+                        help="folder for executed notebooks and HTML (default: tutorials-output/)")
+    parser.add_argument("--only", nargs="+", metavar="NN",
+                        help="run only notebooks whose name starts with these (e.g. 03 04)")
+    args = parser.parse_args(argv)
+
+    notebooks = find_notebooks(args.only)
+    if not notebooks:
+        parser.error(f"no notebook in {NOTEBOOKS} matches {args.only}")
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ".gitignore").write_text("# written by notebooks/run_tutorials.py: nothing here is source\n*\n")
+    # the kernel inherits this: figures render inline even where CI exports MPLBACKEND=Agg
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    if not os.environ.get("CTEXPLORE_CQ500_STUDY"):
+        from ctexplore import datasets
+
+        print(f"sample study: {datasets.sample_study()}")
+
+    rows = []
+    for path in notebooks:
+        ok, seconds, goal = run_notebook(path, out)
+        rows.append((path, ok, seconds, goal))
+        print(f"{path.stem:<24} {seconds:6.1f} s  {'ok' if ok else 'FAILED'}", flush=True)
+    index = write_index(out, rows)
+    failed = [p.name for p, ok, _, _ in rows if not ok]
+    print(f"{len(rows) - len(failed)} of {len(rows)} notebooks ok; open {index}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

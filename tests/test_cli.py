@@ -1,0 +1,100 @@
+"""The ``ctexplore`` command line: exit statuses, summary line, options reaching the pipeline."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+
+import pytest
+
+from batch_data import write_dataset
+from ctexplore.cli import main
+from ctexplore.export import load_npz
+
+SUMMARY = re.compile(r"^(\d+) ok, (\d+) skipped, (\d+) failed", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def clean_dataset(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("clean"), broken=False)
+
+
+def manifest(folder):
+    with open(folder / "manifest.csv", newline="") as stream:
+        return {row["series_description"]: row for row in csv.DictReader(stream)}
+
+
+def test_python_m_ctexplore_exits_1_and_summarises_when_a_series_fails(dataset, tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "ctexplore", "preprocess", str(dataset.root), str(tmp_path / "out"),
+         "--spacing", "4", "--no-progress", "--workers", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 1, completed.stderr
+    assert SUMMARY.search(completed.stdout).groups() == ("2", "2", "1")
+    assert dataset.truncated_file.name in completed.stderr  # the failure is named, not only counted
+
+
+def test_all_ok_exits_0(clean_dataset, tmp_path, capsys):
+    assert main(["preprocess", str(clean_dataset.root), str(tmp_path), "--spacing", "4", "--no-progress"]) == 0
+    assert SUMMARY.search(capsys.readouterr().out).groups() == ("2", "2", "0")
+
+
+def test_options_reach_the_output_file(clean_dataset, tmp_path):
+    status = main(["preprocess", str(clean_dataset.root), str(tmp_path), "--shape", "8", "16", "16",
+                   "--window", "brain", "subdural", "--rule", "description:thin", "--no-progress", "--workers", "1"])
+    assert status == 0
+    rows = manifest(tmp_path)
+    assert rows["CT TILT"]["status"] == "skipped"
+    volume, extras = load_npz(tmp_path / rows["CT THIN"]["output"])
+    assert volume.shape == (8, 16, 16) and extras["processed"].shape == (2, 8, 16, 16)
+
+
+def test_rerun_reports_already_done(clean_dataset, tmp_path, capsys):
+    arguments = ["preprocess", str(clean_dataset.root), str(tmp_path), "--spacing", "4", "--no-progress"]
+    main(arguments)
+    capsys.readouterr()
+    assert main(arguments) == 0
+    assert "(2 already done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--rule", "largest"], ["--spacing", "1", "2"], ["--window", "purple"], ["--spacing", "1", "--shape", "1", "2", "3"]],
+)
+def test_usage_errors_exit_2_without_writing(clean_dataset, tmp_path, capsys, extra):
+    out = tmp_path / "out"
+    assert main(["preprocess", str(clean_dataset.root), str(out), "--no-progress", *extra]) == 2
+    assert "error" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_output_inside_input_exits_2(clean_dataset, capsys):
+    assert main(["preprocess", str(clean_dataset.root), str(clean_dataset.root / "out"), "--no-progress"]) == 2
+    assert "inside the input" in capsys.readouterr().err
+
+
+def test_missing_input_exits_2(tmp_path, capsys):
+    assert main(["preprocess", str(tmp_path / "nowhere"), str(tmp_path / "out"), "--no-progress"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_scan_prints_series_and_skipped_files(dataset, capsys):
+    assert main(["scan", str(dataset.root)]) == 0
+    out = capsys.readouterr().out
+    assert "CT THIN" in out and "CT TILT" in out
+    assert "README.txt" in out and "files skipped" in out
+
+
+def test_sample_writes_a_data_set_that_preprocesses(tmp_path, capsys):
+    assert main(["sample", str(tmp_path / "data"), "--patients", "1"]) == 0
+    assert (tmp_path / "data" / "CQ500-CT-0" / "Unknown Study").is_dir()
+    assert main(["preprocess", str(tmp_path / "data"), str(tmp_path / "out"), "--spacing", "6", "--no-progress"]) == 0
+    assert SUMMARY.search(capsys.readouterr().out).groups() == ("1", "1", "0")

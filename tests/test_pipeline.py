@@ -1,0 +1,280 @@
+"""Batch preprocessing on real DICOM bytes: selection, naming, manifest, resume, workers, geometry."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from batch_data import MARKER_MM, write_dataset
+from ctexplore import DicomError, scan
+from ctexplore.export import load_npz
+from ctexplore.phantom import write_series
+from ctexplore.pipeline import (
+    ALREADY_DONE,
+    MANIFEST_COLUMNS,
+    PreprocessOptions,
+    find_studies,
+    iter_volumes,
+    output_name,
+    parse_rule,
+    preprocess,
+    select_series,
+)
+
+FAST = PreprocessOptions(spacing=(4.0, 4.0, 4.0))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def index(dataset):
+    return scan(dataset.root)
+
+
+def read_manifest(folder: Path) -> dict[str, dict[str, str]]:
+    """Manifest rows keyed by series description."""
+    with open(folder / "manifest.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert tuple(rows[0]) == MANIFEST_COLUMNS
+    return {row["series_description"]: row for row in rows}
+
+
+def run(dataset, out, **kwargs):
+    kwargs.setdefault("options", FAST)
+    kwargs.setdefault("workers", 1)
+    return preprocess(dataset.root, out, progress=False, **kwargs)
+
+
+class TestSelectSeries:
+    def test_default_rule_takes_thin_axial_series_and_gives_reasons_for_the_rest(self, index):
+        study = next(s for s in find_studies(index) if s.patient_id == "CQ500-CT-1")
+        chosen, skipped = select_series(study.series)
+        assert [s.description for s in chosen] == ["CT THIN"]
+        reasons = {s.description: reason for s, reason in skipped}
+        assert reasons["CT 5mm"].startswith("not the thinnest: 5 mm")
+        assert "localizer" in reasons["SCOUT"]
+
+    def test_slices_rule_takes_only_series_with_that_many_images(self, index):
+        chosen, skipped = select_series(index.series, "slices:8")
+        assert sorted(s.description for s in chosen) == ["CT 5mm", "CT PLAIN"]
+        assert any(reason == "16 images; rule wants 8" for _, reason in skipped)
+
+    def test_description_rule_matches_case_insensitively(self, index):
+        chosen, skipped = select_series(index.series, "description:tilt")
+        assert [s.description for s in chosen] == ["CT TILT"]
+        assert any("does not match 'tilt'" in reason for _, reason in skipped)
+
+    def test_equal_spacing_is_broken_by_series_number_with_the_reason_recorded(self, tmp_path):
+        for number, kernel in ((4, "BONE"), (2, "SOFT")):
+            write_series(tmp_path, n_slices=4, matrix=16, series_number=number, series_description=kernel,
+                         file_prefix=kernel)
+        chosen, skipped = select_series(scan(tmp_path).series)
+        assert [s.description for s in chosen] == ["SOFT"]
+        assert "same slice spacing (5 mm) as series 2 'SOFT'" in skipped[0][1]
+
+    @pytest.mark.parametrize("rule", ["largest", "slices:0", "slices:x", "description:(", "thinnest:2"])
+    def test_invalid_rules_are_refused(self, rule):
+        with pytest.raises(ValueError, match="rule"):
+            parse_rule(rule)
+
+
+class TestOptions:
+    def test_spacing_and_shape_together_are_refused(self):
+        with pytest.raises(ValueError, match="either spacing or shape"):
+            PreprocessOptions(spacing=(2, 2, 2), shape=(8, 8, 8))
+
+    def test_unknown_window_preset_is_refused(self):
+        with pytest.raises(ValueError, match="unknown window preset"):
+            PreprocessOptions(window="liver-ish")
+
+
+class TestPreprocess:
+    def test_manifest_has_one_row_per_series_with_status_and_reason(self, dataset, tmp_path):
+        summary = run(dataset, tmp_path)
+        rows = read_manifest(tmp_path)
+        assert set(rows) == {"CT THIN", "CT 5mm", "SCOUT", "CT TILT", "CT PLAIN"}
+        assert {d: r["status"] for d, r in rows.items()} == {
+            "CT THIN": "ok", "CT 5mm": "skipped", "SCOUT": "skipped", "CT TILT": "ok", "CT PLAIN": "failed"}
+        assert (summary.ok, summary.skipped, summary.failed) == (2, 2, 1)
+        assert str(summary).startswith("2 ok, 2 skipped, 1 failed")
+        for row in rows.values():
+            assert (row["output"] != "") == (row["status"] == "ok")
+            assert (tmp_path / row["output"]).is_file() or row["status"] != "ok"
+
+    def test_truncated_file_fails_its_series_naming_the_file_and_the_rest_goes_on(self, dataset, tmp_path):
+        run(dataset, tmp_path)
+        row = read_manifest(tmp_path)["CT PLAIN"]
+        assert row["status"] == "failed"
+        assert dataset.truncated_file.name in row["reason"] and "truncated" in row["reason"]
+        assert not (tmp_path / "CQ500-CT-3").exists() or not any((tmp_path / "CQ500-CT-3").iterdir())
+
+    def test_non_image_files_are_listed_with_their_reason(self, dataset, tmp_path):
+        summary = run(dataset, tmp_path)
+        with open(tmp_path / "skipped_files.csv", newline="") as stream:
+            skipped = {Path(row["path"]).name: row["reason"] for row in csv.DictReader(stream)}
+        assert "not a DICOM" in skipped["README.txt"]
+        assert "README.txt" in {p.name for p, _ in summary.skipped_files}
+
+    def test_output_holds_the_series_geometry_and_provenance(self, dataset, tmp_path):
+        run(dataset, tmp_path)
+        row = read_manifest(tmp_path)["CT THIN"]
+        volume, extras = load_npz(tmp_path / row["output"])
+        assert volume.spacing == pytest.approx((4.0, 4.0, 4.0))
+        assert volume.meta["series_uid"] == row["series_uid"]
+        assert extras["provenance"]["options"]["pipeline"]["spacing"] == [4.0, 4.0, 4.0]
+        assert len(extras["provenance"]["files"]) == 16
+
+    def test_rule_all_writes_both_series_of_a_patient_without_overwriting(self, dataset, tmp_path):
+        run(dataset, tmp_path, rule="all")
+        rows = read_manifest(tmp_path)
+        thin, thick = rows["CT THIN"], rows["CT 5mm"]
+        assert thin["status"] == thick["status"] == "ok"
+        assert thin["output"] != thick["output"]
+        assert Path(thin["output"]).parent == Path(thick["output"]).parent == Path("CQ500-CT-1")
+        for row in (thin, thick):
+            assert load_npz(tmp_path / row["output"])[0].meta["series_uid"] == row["series_uid"]
+
+    def test_tilted_series_comes_out_orthogonal_with_the_marker_at_its_world_point(self, dataset, tmp_path):
+        run(dataset, tmp_path, options=PreprocessOptions(spacing=(2.0, 2.0, 2.0)))
+        volume, _ = load_npz(tmp_path / read_manifest(tmp_path)["CT TILT"]["output"])
+        axes = volume.affine[:3, :3]
+        assert not volume.is_tilted
+        np.testing.assert_allclose(axes.T @ axes, np.diag([4.0, 4.0, 4.0]), atol=1e-9)  # no shear
+        at_marker = tuple(np.rint(volume.world_to_index(MARKER_MM)).astype(int))
+        assert volume.hu[at_marker] > 2000
+        # the bead's centre of mass, in world mm, lands on the marker (source voxels are 4 x 4 x 5 mm)
+        world = volume.index_to_world(np.indices(volume.shape).reshape(3, -1).T)
+        weight = np.clip(volume.hu.reshape(-1) - 200.0, 0, None)
+        near = np.linalg.norm(world - MARKER_MM, axis=1) < 15.0
+        centre = (world[near] * weight[near, None]).sum(axis=0) / weight[near].sum()
+        np.testing.assert_allclose(centre, MARKER_MM, atol=1.0)
+
+    def test_nifti_output_places_the_marker_at_its_world_point(self, dataset, tmp_path):
+        import nibabel
+
+        run(dataset, tmp_path, options=PreprocessOptions(spacing=(2.0, 2.0, 2.0), format="nifti"))
+        output = tmp_path / read_manifest(tmp_path)["CT TILT"]["output"]
+        assert output.name.endswith(".nii.gz") and output.with_name(output.name[:-7] + ".json").is_file()
+        image = nibabel.load(output)
+        ras = np.array([-MARKER_MM[0], -MARKER_MM[1], MARKER_MM[2], 1.0])
+        ijk = np.rint(np.linalg.solve(image.affine, ras)[:3]).astype(int)
+        assert image.get_fdata()[tuple(ijk)] > 2000
+
+    def test_window_option_stores_the_processed_array(self, dataset, tmp_path):
+        run(dataset, tmp_path, options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), window=("brain", "bone")))
+        volume, extras = load_npz(tmp_path / read_manifest(tmp_path)["CT THIN"]["output"])
+        assert extras["processed"].shape == (2, *volume.shape)
+        assert 0.0 <= extras["processed"].min() and extras["processed"].max() <= 1.0
+
+    def test_rerun_keeps_finished_outputs_and_redoes_a_deleted_one(self, dataset, tmp_path):
+        run(dataset, tmp_path)
+        rows = read_manifest(tmp_path)
+        thin, tilt = tmp_path / rows["CT THIN"]["output"], tmp_path / rows["CT TILT"]["output"]
+        thin_mtime = thin.stat().st_mtime_ns
+        tilt.unlink()
+        summary = run(dataset, tmp_path)
+        rows = read_manifest(tmp_path)
+        assert thin.stat().st_mtime_ns == thin_mtime
+        assert rows["CT THIN"]["reason"] == ALREADY_DONE and rows["CT THIN"]["status"] == "ok"
+        assert tilt.is_file() and rows["CT TILT"]["status"] == "ok" and rows["CT TILT"]["reason"] == ""
+        assert rows["CT PLAIN"]["status"] == "failed"  # failures are retried, not remembered as done
+        assert summary.already_done == 1
+
+    def test_changed_options_recompute_the_output(self, dataset, tmp_path):
+        run(dataset, tmp_path)
+        output = tmp_path / read_manifest(tmp_path)["CT THIN"]["output"]
+        run(dataset, tmp_path, options=PreprocessOptions(spacing=(5.0, 5.0, 5.0)))
+        assert read_manifest(tmp_path)["CT THIN"]["reason"] == ""
+        assert load_npz(output)[0].spacing == pytest.approx((5.0, 5.0, 5.0))
+
+    def test_stale_temporary_file_from_an_interrupted_run_is_removed(self, dataset, tmp_path):
+        run(dataset, tmp_path)
+        output = tmp_path / read_manifest(tmp_path)["CT THIN"]["output"]
+        stale = output.with_name(f".{output.stem}.k2j4h1.npz")
+        stale.write_bytes(b"half a zip")
+        run(dataset, tmp_path)
+        assert not stale.exists()
+        assert read_manifest(tmp_path)["CT THIN"]["reason"] == ALREADY_DONE
+
+    def test_corrupt_output_is_redone_not_trusted(self, dataset, tmp_path):
+        run(dataset, tmp_path)
+        output = tmp_path / read_manifest(tmp_path)["CT THIN"]["output"]
+        output.write_bytes(b"not a zip file")
+        run(dataset, tmp_path)
+        assert read_manifest(tmp_path)["CT THIN"]["reason"] == ""
+        assert load_npz(output)[0].shape[0] > 0
+
+    def test_no_temporary_files_are_left_in_the_output(self, dataset, tmp_path):
+        run(dataset, tmp_path)
+        assert not [p for p in tmp_path.rglob(".*") if p.is_file()]
+
+    def test_output_inside_the_input_is_refused_and_nothing_is_written(self, dataset):
+        inside = dataset.root / "CQ500-CT-1" / "out"
+        with pytest.raises(ValueError, match="inside the input"):
+            preprocess(dataset.root, inside, progress=False)
+        assert not inside.exists()
+
+    def test_output_names_are_unique_per_series(self, index):
+        names = [output_name(series) for series in index.series]
+        assert len(set(names)) == len(names)
+        assert all("/" in name and " " not in name for name in names)
+
+
+class TestWorkers:
+    def test_local_pool_and_dask_cluster_write_the_same_outputs(self, dataset, tmp_path):
+        distributed = pytest.importorskip("distributed")
+        pool_out, dask_out = tmp_path / "pool", tmp_path / "dask"
+        pool_summary = run(dataset, pool_out, workers=2)
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as cluster:
+            dask_summary = run(dataset, dask_out, dask_address=cluster.scheduler_address)
+        assert read_manifest(pool_out) == read_manifest(dask_out)
+        assert (pool_summary.ok, pool_summary.failed) == (dask_summary.ok, dask_summary.failed) == (2, 1)
+        # the worker that processed a series is another process: its peak memory is reported
+        assert set(dask_summary.peak_rss_bytes) == set(pool_summary.peak_rss_bytes)
+        for row in read_manifest(pool_out).values():
+            if row["status"] == "ok":
+                with np.load(pool_out / row["output"]) as a, np.load(dask_out / row["output"]) as b:
+                    assert sorted(a.files) == sorted(b.files)
+                    for key in a.files:
+                        np.testing.assert_array_equal(a[key], b[key])
+
+
+class TestIterVolumes:
+    def test_streams_one_volume_per_chosen_series_and_warns_about_unreadable_ones(self, dataset):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            found = [(s.description, v.shape) for s, v in iter_volumes(dataset.root, on_error="skip")]
+        assert found == [("CT THIN", (16, 48, 48)), ("CT TILT", (12, 48, 48))]
+        assert any(dataset.truncated_file.name in str(w.message) for w in caught)
+
+    def test_raises_the_loader_error_by_default(self, dataset):
+        with pytest.raises(DicomError, match=dataset.truncated_file.name):
+            list(iter_volumes(dataset.root))
+
+
+@pytest.mark.realdata
+def test_real_series_with_two_kernels_at_identical_positions(ct_data, tmp_path):
+    source = ct_data / "lung-pet-ct-dx"
+    before = sorted(source.rglob("*"))
+    summary = preprocess(source, tmp_path, options=PreprocessOptions(spacing=(8.0, 8.0, 8.0)),
+                         workers=2, progress=False)
+    with open(tmp_path / "manifest.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 4
+    for patient in ("Lung_Dx-A0001", "Lung_Dx-A0002"):
+        mine = {row["series_number"]: row for row in rows if row["patient_id"] == patient}
+        assert mine["2"]["status"] == "ok"
+        assert mine["3"]["status"] == "skipped" and "tie-break" in mine["3"]["reason"]
+        volume, _ = load_npz(tmp_path / mine["2"]["output"])
+        assert volume.spacing == pytest.approx((8.0, 8.0, 8.0))
+        assert -1100 < float(volume.hu.min()) and float(volume.hu.max()) > 100  # HU, not stored values
+    assert summary.failed == 0 and len(summary.skipped_files) == 2  # LICENSE, metadata.csv
+    assert sorted(source.rglob("*")) == before  # nothing written into the input

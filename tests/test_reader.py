@@ -1,0 +1,224 @@
+"""`load_series` on series written by the package's own phantom writer (real DICOM bytes)."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+)
+
+import ctexplore
+from ctexplore import DecodeError, GeometryError, GeometryWarning, SeriesSelectionError, load_series, scan
+from ctexplore.phantom import phantom_hu, write_series, write_study
+
+MARKER = (12.0, -20.0, 7.0)
+
+
+def _peak_world(volume: ctexplore.Volume, near: tuple[float, float, float], radius_mm: float = 12.0) -> np.ndarray:
+    """World position (intensity-weighted centre) of the brightest blob near a point."""
+    centre = volume.world_to_index(near)
+    lows = np.maximum(np.floor(centre - radius_mm / np.array(volume.spacing)), 0).astype(int)
+    highs = np.minimum(np.ceil(centre + radius_mm / np.array(volume.spacing)) + 1, volume.shape).astype(int)
+    box = volume.hu[lows[0] : highs[0], lows[1] : highs[1], lows[2] : highs[2]].astype(np.float64)
+    weights = np.clip(box - 1500, 0, None)
+    assert weights.sum() > 0, "marker not found"
+    grid = np.indices(box.shape).reshape(3, -1).T + lows
+    index = (grid * weights.reshape(-1, 1)).sum(0) / weights.sum()
+    return volume.index_to_world(index)
+
+
+class TestOrderAndGeometry:
+    def test_shuffled_names_and_instance_numbers_load_in_spatial_order(self, tmp_path):
+        written = write_series(tmp_path, n_slices=12, matrix=48, slice_spacing=4.0, shuffle=True)
+        name_order = sorted(p.name for p in tmp_path.iterdir())
+        assert name_order != [p.name for p in written.files]
+        volume = load_series(tmp_path)
+        assert [p.name for p in volume.files] == [p.name for p in written.files]
+        np.testing.assert_allclose(volume.affine, written.affine, atol=1e-4)
+        assert volume.spacing[0] == pytest.approx(4.0, abs=1e-4)
+
+    @pytest.mark.parametrize("tilt", [0.0, 24.0, -15.0])
+    def test_marker_comes_back_at_its_world_point(self, tmp_path, tilt):
+        write_series(
+            tmp_path, n_slices=30, matrix=96, pixel_spacing=(2.0, 2.0), slice_spacing=2.5,
+            gantry_tilt=tilt, shuffle=True, markers=[MARKER], first_position_z=-30.0 if tilt else None,
+        )
+        volume = load_series(tmp_path)
+        assert volume.gantry_tilt == pytest.approx(abs(tilt), abs=0.01)
+        np.testing.assert_allclose(_peak_world(volume, MARKER), MARKER, atol=1.0)
+        if tilt:
+            upright = ctexplore.correct_tilt(volume)
+            assert upright.gantry_tilt == pytest.approx(0.0, abs=1e-6)
+            np.testing.assert_allclose(_peak_world(upright, MARKER), MARKER, atol=1.0)
+
+    def test_voxels_match_the_analytic_phantom_through_the_affine(self, tmp_path):
+        write_series(tmp_path, n_slices=10, matrix=64, pixel_spacing=(3.0, 3.0), slice_spacing=6.0, gantry_tilt=20.0, shuffle=True)
+        volume = load_series(tmp_path)
+        index = np.indices(volume.shape).reshape(3, -1).T
+        truth = phantom_hu(volume.index_to_world(index)).reshape(volume.shape)
+        inside = ~volume.padding if volume.padding is not None else np.ones(volume.shape, bool)
+        assert np.median(np.abs(volume.hu[inside] - truth[inside])) <= 1.0
+
+    def test_spacing_comes_from_positions_not_the_header_fields(self, tmp_path):
+        write_series(tmp_path, n_slices=6, matrix=32, slice_spacing=0.625, bogus_spacing_between_slices=21.893)
+        header = pydicom.dcmread(next(tmp_path.iterdir()), stop_before_pixels=True)
+        assert float(header.SpacingBetweenSlices) == pytest.approx(21.893)
+        assert load_series(tmp_path).spacing[0] == pytest.approx(0.625, abs=1e-4)
+
+    def test_uneven_spacing_is_refused_with_positions_or_resampled_exactly(self, tmp_path):
+        positions = [0, 4, 8, 12, 16, 23, 30, 37, 44]
+        write_series(tmp_path, n_slices=len(positions), matrix=48, slice_positions=positions, markers=[MARKER])
+        with pytest.raises(GeometryError, match=r"uneven \(4 to 7 mm.*positions"):
+            load_series(tmp_path)
+        with pytest.warns(GeometryWarning, match="resampled"):
+            volume = load_series(tmp_path, on_uneven="resample")
+        assert volume.spacing[0] <= 4.0 + 1e-6
+        assert volume.meta["slice_positions"][-1] - volume.meta["slice_positions"][0] == pytest.approx(44.0, abs=1e-4)
+
+
+class TestHounsfieldUnits:
+    @pytest.mark.parametrize(
+        "signed, intercept, padding",
+        [(True, -1024.0, -2000), (False, -1024.0, 0), (True, 0.0, -32768), (False, -1000.0, None)],
+    )
+    def test_padding_becomes_air_and_is_masked_before_rescale(self, tmp_path, signed, intercept, padding):
+        written = write_series(
+            tmp_path, n_slices=5, matrix=64, signed=signed, rescale_intercept=intercept, padding_value=padding,
+        )
+        volume = load_series(tmp_path, fill_value=-1000)
+        assert volume.hu.dtype == np.int16
+        if padding is None:
+            assert volume.padding is None
+        else:
+            stored = np.stack([pydicom.dcmread(f).pixel_array for f in written.files])
+            np.testing.assert_array_equal(volume.padding, stored == padding)
+            assert volume.padding.any() and (volume.hu[volume.padding] == -1000).all()
+        assert volume.hu.min() >= -1024
+
+    def test_fill_value_is_changeable(self, tmp_path):
+        write_series(tmp_path, n_slices=3, matrix=48, padding_value=-2000)
+        volume = load_series(tmp_path, fill_value=-1024)
+        assert (volume.hu[volume.padding] == -1024).all()
+
+    def test_per_slice_rescale_is_applied_slice_by_slice(self, tmp_path):
+        intercepts = [-1024.0, -1000.0, -1024.0, -900.0, -1024.0, -1010.0]
+        write_series(tmp_path, n_slices=6, matrix=48, rescale_intercept=intercepts, shuffle=True)
+        volume = load_series(tmp_path)
+        np.testing.assert_array_equal(volume.meta["rescale_intercept"], intercepts)
+        # Air in front of the face reads about -1000 HU in every slice whatever its intercept.
+        air = volume.hu[:, 2, 24]
+        np.testing.assert_allclose(air, -1000, atol=2)
+
+    def test_fractional_slope_gives_float32_not_float64(self, tmp_path):
+        write_series(tmp_path, n_slices=4, matrix=32, rescale_slope=0.5, rescale_intercept=-1024.0)
+        volume = load_series(tmp_path)
+        assert volume.hu.dtype == np.float32
+
+    def test_bits_above_high_bit_are_masked(self, tmp_path):
+        clean = tmp_path / "clean"
+        junk = tmp_path / "junk"
+        write_series(clean, n_slices=3, matrix=32, signed=False, bits_stored=12, padding_value=None)
+        write_series(junk, n_slices=3, matrix=32, signed=False, bits_stored=12, padding_value=None, junk_high_bits=True)
+        # pydicom's pixel_array masks the junk itself: look at the raw bytes.
+        raw = np.concatenate([np.frombuffer(pydicom.dcmread(f).PixelData, "<u2") for f in sorted(junk.iterdir())])
+        assert raw.max() >= 1 << 12
+        np.testing.assert_array_equal(load_series(junk).hu, load_series(clean).hu)
+
+    @pytest.mark.parametrize(
+        "syntax",
+        [ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian, RLELossless, JPEGLSLossless, JPEG2000Lossless],
+    )
+    def test_every_lossless_transfer_syntax_equals_explicit_little_endian(self, tmp_path, syntax):
+        reference = write_series(tmp_path / "ref", n_slices=4, matrix=48, transfer_syntax=ExplicitVRLittleEndian)
+        try:
+            write_series(tmp_path / "enc", n_slices=4, matrix=48, transfer_syntax=syntax)
+        except (NotImplementedError, ValueError) as error:
+            pytest.skip(f"phantom writer cannot encode {syntax.name}: {error}")
+        assert pydicom.dcmread(next((tmp_path / "enc").iterdir())).file_meta.TransferSyntaxUID == syntax
+        np.testing.assert_array_equal(load_series(tmp_path / "enc").hu, load_series(reference.folder).hu)
+
+
+class TestBadInput:
+    def test_truncated_slice_names_the_file(self, tmp_path):
+        written = write_series(tmp_path, n_slices=5, matrix=64)
+        victim = written.files[2]
+        victim.write_bytes(victim.read_bytes()[:-1000])
+        with pytest.raises(DecodeError, match=rf"{victim.name}: \(7FE0,0010\) Pixel Data"):
+            load_series(tmp_path)
+
+    def test_truncated_compressed_slice_names_the_file_not_a_decoder_traceback(self, tmp_path):
+        written = write_series(tmp_path, n_slices=3, matrix=64, transfer_syntax=RLELossless)
+        victim = written.files[1]
+        data = victim.read_bytes()
+        pixel_bytes = len(pydicom.dcmread(victim).PixelData)
+        victim.write_bytes(data[: len(data) - pixel_bytes // 2])
+        with pytest.raises(ctexplore.DicomError, match=victim.name):
+            load_series(tmp_path)
+
+    def test_folder_with_several_series_lists_them_and_how_to_pick(self, tmp_path):
+        write_study(tmp_path)
+        with pytest.raises(SeriesSelectionError, match=r"series=N") as caught:
+            load_series(tmp_path)
+        index = scan(tmp_path)
+        for series in index.volumes:
+            assert series.key in str(caught.value)
+        volume = load_series(tmp_path, series=index.volumes[0].key)
+        assert volume.meta["series_uid"] == index.volumes[0].uid
+
+    def test_nothing_is_written_into_the_input_folder(self, tmp_path):
+        write_series(tmp_path, n_slices=4, matrix=32, shuffle=True)
+        before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+        load_series(tmp_path)
+        scan(tmp_path)
+        assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+
+
+class TestScan:
+    def test_study_folder_separates_series_localizer_and_skips_non_images(self, tmp_path):
+        written = write_study(tmp_path)
+        index = scan(tmp_path)
+        image_series = [w for w in written if not getattr(w, "is_localizer", False)]
+        assert {s.uid for s in index.series} == {w.series_uid for w in written}
+        assert sum(s.is_localizer for s in index.series) == 1
+        reasons = " | ".join(reason for _, reason in index.skipped)
+        assert "empty file" in reasons
+        assert "Secondary Capture" in reasons
+        assert all(path.exists() for path, _ in index.skipped)
+        assert len(index.skipped) >= 3
+        assert len(image_series) >= 3
+
+    def test_most_common_slice_count_counts_series_not_files(self, tmp_path):
+        write_series(tmp_path / "a", n_slices=7, matrix=32, series_description="a", seed=1)
+        write_series(tmp_path / "a", n_slices=7, matrix=32, series_description="b", seed=2, file_prefix="B")
+        write_series(tmp_path / "c", n_slices=5, matrix=32, series_description="c", seed=3)
+        index = scan(tmp_path)
+        assert index.most_common_slice_count() == [(7, 2)]
+        assert index.most_common_slice_count(2) == [(7, 2), (5, 1)]
+
+    def test_uid_that_changes_matrix_is_split(self, tmp_path):
+        first = write_series(tmp_path / "x", n_slices=4, matrix=32, seed=5)
+        write_series(tmp_path / "y", n_slices=3, matrix=48, seed=5, series_uid=first.series_uid, file_prefix="Y")
+        index = scan(tmp_path)
+        assert sorted(s.n_images for s in index.series) == [3, 4]
+        assert len({s.key for s in index.series}) == 2
+        assert {s.uid for s in index.series} == {first.series_uid}
+
+    def test_summary_reports_tilt_spacing_and_transfer_syntax(self, tmp_path):
+        write_series(tmp_path, n_slices=8, matrix=32, slice_spacing=5.0, gantry_tilt=24.0, transfer_syntax=ImplicitVRLittleEndian)
+        (series,) = scan(tmp_path)
+        assert series.tilt == pytest.approx(24.0, abs=0.01)
+        assert series.spacing_summary == pytest.approx((5.0, 5.0, 5.0), abs=1e-3)
+        assert series.transfer_syntax == "Implicit VR Little Endian"
+        assert "<table>" in scan(tmp_path)._repr_html_()

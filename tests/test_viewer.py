@@ -1,0 +1,266 @@
+"""Viewer state logic and widget wiring, without a screen (the browser test drives the real thing)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from synthetic_volumes import BLEED_CENTRE_MM, head_affine, synthetic_head
+
+from ctexplore._planes import (
+    display_pixel,
+    plane_geometry,
+    position_label,
+    slice_positions,
+    voxel_index,
+    window_setting,
+)
+from ctexplore.viewer import (
+    SliceViewer,
+    ViewerState,
+    display_range,
+    display_size,
+    encode_png,
+    hu_at,
+    readout_text,
+    render_slice,
+    slice_image,
+    view,
+)
+from ctexplore.volume import Volume
+
+
+@pytest.fixture(scope="module")
+def head() -> Volume:
+    return synthetic_head((24, 96, 80), (5.0, 2.5, 2.0))
+
+
+def _bleed_voxel(volume: Volume) -> tuple[int, int, int]:
+    return tuple(int(v) for v in np.round(volume.world_to_index(BLEED_CENTRE_MM)))
+
+
+def _decode(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+class TestPlaneLayout:
+    def test_axial_is_the_stored_slice_with_patient_left_on_image_right(self, head):
+        geometry = plane_geometry(head, "axial")
+        k, r, c = _bleed_voxel(head)
+        image = slice_image(head.hu, geometry, k)
+        assert np.shares_memory(image, head.hu)
+        np.testing.assert_array_equal(image, head.hu[k])
+        assert c > head.shape[2] / 2  # the bleed is on the patient's left ...
+        assert image[r, c] == 70  # ... and shows on the image's right
+
+    def test_coronal_and_sagittal_show_the_head_at_the_top(self, head):
+        k, r, c = _bleed_voxel(head)  # the bleed is superior: z = +30 mm
+        coronal = slice_image(head.hu, plane_geometry(head, "coronal"), r)
+        sagittal = slice_image(head.hu, plane_geometry(head, "sagittal"), c)
+        for image in (coronal, sagittal):
+            bleed_rows = np.flatnonzero((image == 70).any(axis=1))
+            assert bleed_rows.max() < image.shape[0] / 2
+        assert (coronal == 70).any(axis=0).nonzero()[0].min() > coronal.shape[1] / 2  # left: right
+
+    def test_sagittal_shows_anterior_on_the_left(self, head):
+        sagittal = slice_image(head.hu, plane_geometry(head, "sagittal"), head.shape[2] // 2)
+        nose_z = -20.0
+        row = int(round((head.affine[2, 3] + (head.shape[0] - 1) * 5.0 - nose_z) / 5.0))
+        tissue_cols = np.flatnonzero(sagittal[row] > -500)
+        assert tissue_cols[0] < sagittal.shape[1] - 1 - tissue_cols[-1]  # nose sticks out left
+
+    def test_feet_first_stacking_gives_the_same_pictures(self, head):
+        reversed_affine = head.affine.copy()
+        reversed_affine[:3, 3] = head.index_to_world([head.shape[0] - 1, 0, 0])
+        reversed_affine[:3, 0] *= -1
+        reversed_head = Volume(head.hu[::-1].copy(), reversed_affine)
+        k, r, c = _bleed_voxel(head)  # planes through the bleed are not symmetric in z
+        for plane, index_a in (("axial", k), ("coronal", r), ("sagittal", c)):
+            a, b = plane_geometry(head, plane), plane_geometry(reversed_head, plane)
+            index_b = index_a if plane != "axial" else a.n_slices - 1 - index_a
+            np.testing.assert_array_equal(
+                slice_image(head.hu, a, index_a), slice_image(reversed_head.hu, b, index_b)
+            )
+
+    def test_sagittal_acquisition_is_mapped_by_its_affine(self, head):
+        # store the same head with slices stepping along x: hu[col, slice, row]
+        hu = np.ascontiguousarray(head.hu.transpose(2, 0, 1))
+        affine = np.eye(4)
+        affine[:3, :3] = head.affine[:3, [2, 0, 1]]
+        affine[:3, 3] = head.affine[:3, 3]
+        sagittal_series = Volume(hu, affine)
+        for plane in ("axial", "coronal", "sagittal"):
+            a, b = plane_geometry(head, plane), plane_geometry(sagittal_series, plane)
+            assert a.aspect == pytest.approx(b.aspect)
+            np.testing.assert_array_equal(slice_image(head.hu, a, 5), slice_image(hu, b, 5))
+
+    def test_aspect_comes_from_the_spacing(self, head):
+        assert plane_geometry(head, "axial").aspect == pytest.approx(2.5 / 2.0)
+        assert plane_geometry(head, "coronal").aspect == pytest.approx(5.0 / 2.0)
+        assert plane_geometry(head, "sagittal").aspect == pytest.approx(5.0 / 2.5)
+
+    def test_display_size_keeps_millimetres_square(self, head):
+        width, height = display_size(plane_geometry(head, "coronal"), head.shape, 400)
+        assert (width, height) == (400 * 160 // 160, round(400 * 120 / 160))
+
+    def test_voxel_index_and_display_pixel_are_inverse(self, head):
+        for plane in ("axial", "coronal", "sagittal"):
+            geometry = plane_geometry(head, plane)
+            voxel = voxel_index(geometry, head.shape, 7, 3, 11)
+            assert display_pixel(geometry, head.shape, voxel) == (3.0, 11.0)
+            assert voxel[geometry.slice_axis] == 7
+
+    def test_out_of_range_index_and_pixel_are_rejected(self, head):
+        geometry = plane_geometry(head, "axial")
+        with pytest.raises(IndexError, match="axial index 24 is outside 0..23"):
+            slice_image(head.hu, geometry, 24)
+        with pytest.raises(IndexError, match="outside the 96 x 80 image"):
+            voxel_index(geometry, head.shape, 0, 96, 0)
+        with pytest.raises(ValueError, match="plane must be one of"):
+            plane_geometry(head, "oblique")
+
+    def test_positions_are_labelled_by_patient_axis(self, head):
+        assert slice_positions(head, plane_geometry(head, "axial"))[0] == "z"
+        assert slice_positions(head, plane_geometry(head, "coronal"))[0] == "y"
+        axis, positions = slice_positions(head, plane_geometry(head, "sagittal"))
+        assert axis == "x"
+        np.testing.assert_allclose(np.diff(positions), 2.0)
+
+    def test_tilted_plane_is_measured_along_its_normal(self):
+        affine = head_affine((10, 32, 32), (5.0, 1.0, 1.0))
+        tilt = np.radians(20)  # rows step posterior and downwards: a tilted gantry
+        affine[:3, 1] = [0.0, np.cos(tilt), -np.sin(tilt)]
+        volume = Volume(np.zeros((10, 32, 32), np.int16), affine)
+        axis, positions = slice_positions(volume, plane_geometry(volume, "axial"))
+        assert axis is None
+        assert position_label(axis, positions[0]).endswith("mm along normal")
+        np.testing.assert_allclose(np.diff(positions), 5.0 * np.cos(tilt))
+
+
+class TestStateFunctions:
+    def test_display_range_is_centre_plus_minus_half_width(self):
+        assert display_range(80, 200) == (-20.0, 180.0)
+        with pytest.raises(ValueError, match="positive"):
+            display_range(40, 0)
+
+    def test_window_setting_accepts_presets_and_pairs(self):
+        assert window_setting("subdural") == (80.0, 200.0, "subdural 80/200")
+        assert window_setting((35, 70))[:2] == (35.0, 70.0)
+        with pytest.raises(ValueError, match="unknown window preset 'brian'"):
+            window_setting("brian")
+
+    def test_render_slice_windows_to_uint8(self):
+        hu = np.array([[-1000, 0, 40, 80, 3000]], np.int16)
+        np.testing.assert_array_equal(render_slice(hu, 40, 80), [[0, 0, 128, 255, 255]])
+
+    def test_mask_overlay_blends_only_masked_pixels(self):
+        hu = np.array([[40, 40]], np.int16)
+        rgb = render_slice(hu, 40, 80, mask_slice=np.array([[True, False]]), opacity=1.0)
+        np.testing.assert_array_equal(rgb, [[[255, 40, 40], [128, 128, 128]]])
+        invisible = render_slice(hu, 40, 80, mask_slice=np.array([[1, 0]]), opacity=0.0)
+        np.testing.assert_array_equal(invisible[..., 0], [[128, 128]])
+
+    @pytest.mark.parametrize("channels", [None, 3, 4])
+    def test_encode_png_round_trips_through_a_real_decoder(self, channels):
+        rng = np.random.default_rng(0)
+        shape = (37, 53) if channels is None else (37, 53, channels)
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        np.testing.assert_array_equal(_decode(encode_png(image)), image)
+
+    def test_encode_png_rejects_other_dtypes(self):
+        with pytest.raises(TypeError, match="uint8"):
+            encode_png(np.zeros((4, 4), np.int16))
+
+    def test_hu_at_reads_the_voxel_under_the_displayed_pixel(self, head):
+        k, r, c = _bleed_voxel(head)
+        coronal = plane_geometry(head, "coronal")
+        row, col = display_pixel(coronal, head.shape, (k, r, c))
+        assert hu_at(head, "coronal", r, int(row), int(col)) == (70, (k, r, c))
+
+    def test_readout_names_slice_position_value_and_window(self, head):
+        k, r, c = _bleed_voxel(head)
+        state = ViewerState("axial", k, 40.0, 80.0, "brain", r, c)
+        z = head.index_to_world([k, r, c])[2]
+        assert readout_text(head, state) == (
+            f"axial {k}/23 | z = {z:.1f} mm | HU at (row {r}, col {c}) = 70 | brain 40/80"
+        )
+
+    def test_readout_shows_float_hu_with_one_decimal(self, head):
+        floats = head.with_hu(head.hu.astype(np.float32) + np.float32(0.25))
+        state = ViewerState("axial", 0, 40.0, 80.0, "brain", 0, 0)
+        assert "= -999.8 |" in readout_text(floats, state)
+
+
+class TestSliceViewer:
+    def test_slider_step_replaces_image_bytes_and_readout(self, head):
+        viewer = view(head)
+        sent: list[bytes] = []
+        viewer.image.observe(lambda change: sent.append(change["new"]), "value")
+        before = viewer.image.value
+        viewer.slider.value = 15
+        assert len(sent) == 1 and sent[0] != before
+        expected = render_slice(head.hu[15], 40, 80)
+        np.testing.assert_array_equal(_decode(viewer.image.value), expected)
+        assert viewer.readout.value.startswith("<code>axial 15/23 |")
+
+    def test_preset_sets_center_and_width_and_redraws_once(self, head):
+        viewer = view(head)
+        sent: list[bytes] = []
+        viewer.image.observe(lambda change: sent.append(change["new"]), "value")
+        viewer.preset.value = "bone"
+        assert (viewer.center.value, viewer.width.value) == (600.0, 2800.0)
+        assert len(sent) == 1
+        assert viewer.state.window_name == "bone"
+
+    def test_editing_center_switches_the_preset_to_custom(self, head):
+        viewer = view(head, window="subdural")
+        viewer.center.value = 55
+        assert viewer.preset.value == "custom"
+        assert (viewer.state.center, viewer.state.width) == (55.0, 200.0)
+        assert "custom 55/200" in viewer.readout.value
+
+    def test_plane_switch_passes_through_the_probed_voxel(self, head):
+        k, r, c = _bleed_voxel(head)
+        viewer = view(head, index=k)
+        viewer.probe_row.value, viewer.probe_col.value = r, c
+        viewer.plane_buttons.value = "sagittal"
+        geometry = plane_geometry(head, "sagittal")
+        assert viewer.slider.max == geometry.n_slices - 1 == head.shape[2] - 1
+        assert viewer.slider.value == viewer.state.index == c
+        assert voxel_index(
+            geometry, head.shape, c, viewer.probe_row.value, viewer.probe_col.value
+        ) == (k, r, c)
+        assert "= 70 |" in viewer.readout.value
+        assert viewer.image.layout.height == f"{display_size(geometry, head.shape)[1]}px"
+
+    def test_probe_change_updates_readout_without_new_image(self, head):
+        viewer = view(head)
+        before = viewer.image.value
+        viewer.probe_row.value = 0
+        assert viewer.image.value is before
+        assert "HU at (row 0," in viewer.readout.value and "= -1000 |" in viewer.readout.value
+
+    def test_mask_is_overlaid_and_opacity_redraws(self, head):
+        mask = head.hu == 70
+        k = _bleed_voxel(head)[0]
+        viewer = view(head, mask, index=k, opacity=1.0)
+        rgb = _decode(viewer.image.value)
+        assert rgb.shape == head.hu[k].shape + (3,)
+        np.testing.assert_array_equal(rgb[mask[k]], [[255, 40, 40]] * int(mask[k].sum()))
+        viewer.opacity.value = 0.0
+        assert (_decode(viewer.image.value)[mask[k]][:, 1] > 40).all()
+
+    def test_mask_of_wrong_shape_is_rejected(self, head):
+        with pytest.raises(ValueError, match="mask shape"):
+            SliceViewer(head, np.zeros((2, 2, 2), bool))
+
+    def test_output_carries_a_static_picture_for_exports_without_kernel(self, head):
+        viewer = view(head, plane="coronal")
+        bundle = viewer._repr_mimebundle_()
+        assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"]
+        picture = _decode(bundle["image/png"])
+        width, height = display_size(plane_geometry(head, "coronal"), head.shape)
+        assert picture.shape == (height, width)
+        assert bundle["text/plain"].startswith("coronal ")
