@@ -371,35 +371,39 @@ def stored_to_hu(
     """
     slopes = np.asarray(slopes, dtype=np.float64)
     intercepts = np.asarray(intercepts, dtype=np.float64)
-    signed_view = stored.view(np.int16) if stored.dtype.itemsize == 2 else stored
     _normalize_bits(stored, bits_stored, signed)
-    values = signed_view if signed else stored
-    padding = _padding_mask(values, padding_low, padding_high)
+    values = stored.view(np.int16 if stored.dtype.itemsize == 2 else np.int8) if signed else stored
     if signed:
         low, high = -(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1
     else:
         low, high = 0, (1 << bits_stored) - 1
-    whole = np.all(slopes == np.round(slopes)) and np.all(intercepts == np.round(intercepts))
-    fits = whole and values.dtype.itemsize == 2 and _fits_int16(slopes, intercepts, low, high)
-    if whole and not fits and values.dtype.itemsize == 2:
+    whole = bool(np.all(slopes == np.round(slopes)) and np.all(intercepts == np.round(intercepts)))
+    two_bytes = values.dtype.itemsize == 2
+    fits = whole and two_bytes and _fits_int16(slopes, intercepts, low, high)
+    if whole and two_bytes and not fits:
         # The bit depth allows values beyond int16; the pixels actually present may not.
         low, high = int(values.min()), int(values.max())
         fits = _fits_int16(slopes, intercepts, low, high)
-    if fits:
-        hu = _rescale_int16(values, slopes, intercepts, low, high)
-    else:
-        hu = np.empty(values.shape, dtype=np.float32)
-        for start in range(0, len(values), _BLOCK_SLICES):
-            block = slice(start, start + _BLOCK_SLICES)
+    # int16 HU overwrite the stored values in place: no second array.
+    hu = values.view(np.int16) if fits else np.empty(values.shape, dtype=np.float32)
+    padding = _PaddingMask(values, padding_low, padding_high)
+    fill = np.asarray(fill_value, dtype=hu.dtype)
+    uniform_rescale = bool(np.all(slopes == slopes[0]) and np.all(intercepts == intercepts[0]))
+
+    def convert(start: int) -> None:
+        # Each block is masked, rescaled and filled while it sits in cache.
+        block = slice(start, start + _BLOCK_SLICES)
+        mask = padding.find(block)
+        if fits:
+            _rescale_int16_block(values[block], hu[block], slopes[block], intercepts[block], uniform_rescale)
+        else:
             np.multiply(values[block], slopes[block, None, None].astype(np.float32), out=hu[block])
             hu[block] += intercepts[block, None, None].astype(np.float32)
-    if padding is not None:
-        if padding.ndim == 2:
-            hu[:, padding] = fill_value
-            padding = np.broadcast_to(padding, hu.shape)
-        else:
-            hu[padding] = fill_value
-    return hu, padding
+        if mask is not None:
+            np.copyto(hu[block], fill, where=mask)
+
+    _in_threads(convert, range(0, len(values), _BLOCK_SLICES))
+    return hu, padding.result()
 
 
 def _fits_int16(slopes: np.ndarray, intercepts: np.ndarray, low: int, high: int) -> bool:
@@ -407,27 +411,25 @@ def _fits_int16(slopes: np.ndarray, intercepts: np.ndarray, low: int, high: int)
     return bool(ends.min() >= -32768 and ends.max() <= 32767)
 
 
-def _rescale_int16(values: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, low: int, high: int) -> np.ndarray:
-    """Rescale in place in int16 (the stored buffer becomes the HU array)."""
-    hu = values.view(np.int16)
-    if values.dtype == np.uint16 and high > 32767:
-        # Unsigned values above 32767 would wrap in int16: go through int32 block by block.
-        for start in range(0, len(values), _BLOCK_SLICES):
-            block = slice(start, start + _BLOCK_SLICES)
-            wide = values[block].astype(np.int32)
-            wide *= slopes[block, None, None].astype(np.int32)
-            wide += intercepts[block, None, None].astype(np.int32)
-            hu[block] = wide
-        return hu
-    if np.all(slopes == slopes[0]) and np.all(intercepts == intercepts[0]):
+def _rescale_int16_block(
+    values: np.ndarray, hu: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, uniform: bool
+) -> None:
+    """Rescale one block into int16 `hu`, which shares its memory with `values`."""
+    if values.dtype == np.uint16 and values.max(initial=0) > 32767:
+        # Unsigned values above 32767 would wrap in int16: go through int32.
+        wide = values.astype(np.int32)
+        wide *= slopes[:, None, None].astype(np.int32)
+        wide += intercepts[:, None, None].astype(np.int32)
+        hu[...] = wide
+        return
+    if uniform:
         if slopes[0] != 1:
             hu *= np.int16(slopes[0])
         hu += np.int16(intercepts[0])
-        return hu
+        return
     if np.any(slopes != 1):
         hu *= slopes.astype(np.int16)[:, None, None]
     hu += intercepts.astype(np.int16)[:, None, None]
-    return hu
 
 
 def _normalize_bits(stored: np.ndarray, bits_stored: int, signed: bool) -> None:
@@ -445,35 +447,54 @@ def _normalize_bits(stored: np.ndarray, bits_stored: int, signed: bool) -> None:
         np.bitwise_and(as_unsigned, (1 << bits_stored) - 1, out=as_unsigned)
 
 
-def _padding_mask(values: np.ndarray, low: np.ndarray | None, high: np.ndarray | None) -> np.ndarray | None:
-    if low is None or high is None:
-        return None
-    low = np.asarray(low, dtype=np.float64)
-    high = np.asarray(high, dtype=np.float64)
-    has = ~np.isnan(low)
-    if not has.any():
-        return None
-    info = np.iinfo(values.dtype)
-    low = np.where(has, np.clip(low, info.min, info.max), info.max).astype(np.int64)
-    high = np.where(has, np.clip(high, info.min, info.max), info.min).astype(np.int64)
-    uniform = bool(np.all(low == low[0]) and np.all(high == high[0]))
-    if uniform:
-        first = (values[0] >= low[0]) & (values[0] <= high[0])
-        same = True
-        for start in range(1, len(values), _BLOCK_SLICES):
-            block = values[start : start + _BLOCK_SLICES]
-            if not np.array_equal((block >= low[0]) & (block <= high[0]), np.broadcast_to(first, block.shape)):
-                same = False
-                break
-        if same:
-            return first if first.any() else None
-    mask = np.empty(values.shape, dtype=bool)
-    for start in range(0, len(values), _BLOCK_SLICES):
-        block = slice(start, start + _BLOCK_SLICES)
-        lo = low[block, None, None].astype(values.dtype)
-        hi = high[block, None, None].astype(values.dtype)
-        np.logical_and(values[block] >= lo, values[block] <= hi, out=mask[block])
-    return mask if mask.any() else None
+class _PaddingMask:
+    """Finds padding block by block; keeps one 2-D mask while every slice pads the same pixels.
+
+    Blocks may be searched concurrently: each block only reads `plane` and
+    records its own mask where it differs.
+    """
+
+    def __init__(self, values: np.ndarray, low: np.ndarray | None, high: np.ndarray | None) -> None:
+        self.values = values
+        self.plane: np.ndarray | None = None
+        self.differing: dict[int, np.ndarray] = {}
+        if low is None or high is None or np.isnan(np.asarray(low, float)).all():
+            return
+        low = np.asarray(low, dtype=np.float64)
+        high = np.asarray(high, dtype=np.float64)
+        has = ~np.isnan(low)
+        info = np.iinfo(values.dtype)
+        # Slices without padding get an empty range (low > high).
+        self.low = np.where(has, np.clip(low, info.min, info.max), info.max).astype(values.dtype)
+        self.high = np.where(has, np.clip(high, info.min, info.max), info.min).astype(values.dtype)
+        self.single = bool(has.all() and np.all(self.low == self.low[0]) and np.all(self.high == self.low[0]))
+        self.plane = self._match(slice(0, 1))[0]
+
+    def _match(self, block: slice) -> np.ndarray:
+        values = self.values[block]
+        if self.single:
+            return values == self.low[0]
+        return (values >= self.low[block, None, None]) & (values <= self.high[block, None, None])
+
+    def find(self, block: slice) -> np.ndarray | None:
+        if self.plane is None:
+            return None
+        mask = self._match(block)
+        if np.array_equal(mask, np.broadcast_to(self.plane, mask.shape)):
+            return self.plane
+        self.differing[block.start] = mask
+        return mask
+
+    def result(self) -> np.ndarray | None:
+        if self.plane is None:
+            return None
+        if not self.differing:
+            return np.broadcast_to(self.plane, self.values.shape) if self.plane.any() else None
+        volume = np.empty(self.values.shape, dtype=bool)
+        volume[...] = self.plane
+        for start, mask in self.differing.items():
+            volume[start : start + len(mask)] = mask
+        return volume if volume.any() else None
 
 
 def _check_uniform_pixels(headers: list[SliceHeader]) -> None:
@@ -502,19 +523,34 @@ def _read_stored(headers: list[SliceHeader]) -> np.ndarray:
     first = headers[0]
     dtype = np.dtype(("i" if first.pixel_representation == 1 else "u") + str(first.bits_allocated // 8))
     out = np.empty((len(headers), first.rows, first.columns), dtype=dtype)
+    native = [i for i, h in enumerate(headers) if h.pixel_offset is not None]
+    # File reads release the GIL, so threads overlap them (and the page faults of `out`).
+    _in_threads(lambda i: _read_native(headers[i], out[i]), native)
     decoded: dict[Path, np.ndarray] = {}
     for index, header in enumerate(headers):
-        if header.pixel_offset is not None:
-            _read_native(header, out[index])
-        else:
+        if header.pixel_offset is None:
             if header.path not in decoded:
                 decoded[header.path] = _decode(header, out.dtype)
             frames = decoded[header.path]
             out[index] = frames[header.frame] if frames.ndim == 3 else frames
-    if any(h.transfer_syntax_uid == "1.2.840.10008.1.2.2" and h.pixel_offset is not None for h in headers):
-        big = np.array([h.transfer_syntax_uid == "1.2.840.10008.1.2.2" and h.pixel_offset is not None for h in headers])
+    big = np.array([h.transfer_syntax_uid == "1.2.840.10008.1.2.2" and h.pixel_offset is not None for h in headers])
+    if big.any():
         out[big] = out[big].byteswap()
     return out
+
+
+def _in_threads(function: Any, items: Sequence[Any]) -> None:
+    """Call `function` on every item, spread over one thread per core; errors propagate."""
+    workers = min(len(items), os.cpu_count() or 1, 8)
+    if workers <= 1:
+        for item in items:
+            function(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for _ in pool.map(function, items):
+            pass
 
 
 def _read_native(header: SliceHeader, target: np.ndarray) -> None:

@@ -222,3 +222,26 @@ class TestScan:
         assert series.spacing_summary == pytest.approx((5.0, 5.0, 5.0), abs=1e-3)
         assert series.transfer_syntax == "Implicit VR Little Endian"
         assert "<table>" in scan(tmp_path)._repr_html_()
+
+
+class TestPydicomBundledFiles:
+    """Files that ship inside the pydicom wheel itself (pydicom.data)."""
+
+    def test_ct_small_loads_with_pydicom_rescale(self):
+        from pydicom.data import get_testdata_file
+
+        path = Path(get_testdata_file("CT_small.dcm"))
+        dataset = pydicom.dcmread(path)
+        volume = load_series(path)
+        expected = dataset.pixel_array * float(dataset.RescaleSlope) + float(dataset.RescaleIntercept)
+        np.testing.assert_array_equal(volume.hu[0], expected)
+        np.testing.assert_allclose(volume.affine[:3, 3], [float(v) for v in dataset.ImagePositionPatient])
+
+    def test_mr_image_is_skipped_by_scan_with_its_sop_class(self, tmp_path):
+        from pydicom.data import get_testdata_file
+
+        shutil.copy(get_testdata_file("MR_small.dcm"), tmp_path / "mr.dcm")
+        index = scan(tmp_path)
+        assert len(index) == 0
+        ((path, reason),) = index.skipped
+        assert path.name == "mr.dcm" and "MR Image Storage" in reason and "is not a CT image" in reason
