@@ -80,15 +80,14 @@ def worker(loader: str, folder: str, warmup: str) -> None:
     print(json.dumps(result))
 
 
-def import_time() -> float:
-    def run(code: str) -> float:
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True)
-        return time.perf_counter() - start
-
-    bare = statistics.median(run("pass") for _ in range(5))
-    full = statistics.median(run("import ctexplore") for _ in range(5))
-    return full - bare
+def import_time(statement: str = "import ctexplore") -> float:
+    """Median wall time of an import statement measured inside fresh interpreters."""
+    code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+    runs = [
+        float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+        for _ in range(7)
+    ]
+    return statistics.median(runs)
 
 
 def main() -> None:
@@ -134,6 +133,8 @@ def main() -> None:
         scans = [r["scan_files_per_s"] for r in results["ctexplore"]]
         print(f"scan: {statistics.median(scans):.0f} files/s (warm cache, median)")
     print(f"import ctexplore: {import_time():.3f} s")
+    print(f"import ctexplore + first touch of load_series (numpy, reader): "
+          f"{import_time('import ctexplore; ctexplore.load_series'):.3f} s")
 
 
 if __name__ == "__main__":
