@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,17 @@ NIFTI_FROM_VOLUME = np.array(
     [[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64
 )
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+# zlib level 1: 2-4x faster than numpy's default level 6 on CT volumes, files ~2% larger
+_NPZ_COMPRESS_LEVEL = 1
+# a fixed entry time keeps the bytes of a file a function of its content only
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _file_mode() -> int:
+    """Permissions a plain ``open(path, "w")`` would give: 0o666 minus the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 @contextmanager
@@ -42,6 +54,7 @@ def _atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
     temporary_path = Path(temporary)
     try:
         yield temporary_path
+        os.chmod(temporary_path, _file_mode())  # mkstemp makes 0600; outputs are shared like any file
         os.replace(temporary_path, target)
     finally:
         temporary_path.unlink(missing_ok=True)
@@ -98,7 +111,8 @@ def save_npz(
         The processing options that produced it (spacing, window, range ...),
         stored in the provenance so that a file says how it was made.
     compress : bool
-        zlib-compress the arrays (smaller, slower to write).
+        zlib-compress the arrays (at level 1: most of the size gain of
+        ``np.savez_compressed`` in a third to a half of its time).
 
     Returns
     -------
@@ -112,8 +126,9 @@ def save_npz(
     between rows, between columns), ``padding`` (when the volume has a mask),
     ``processed`` (when given) and ``provenance``: a JSON text holding
     ``series_uid``, source ``files``, ``ctexplore_version``, ``options`` and the
-    volume's ``meta``. No creation time is stored, so the same input gives the
-    same file. Every key loads with ``np.load(path, allow_pickle=False)``.
+    volume's ``meta``. No creation time is stored (the zip entries carry a
+    fixed date), so the same input gives the same bytes. Every key loads with
+    ``np.load(path, allow_pickle=False)``.
 
     Examples
     --------
@@ -143,11 +158,22 @@ def save_npz(
                 f"shape {volume.shape}: its last three axes must be (slices, rows, cols)"
             )
         arrays["processed"] = processed
-    writer = np.savez_compressed if compress else np.savez
     with _atomic_target(path) as temporary:
-        with open(temporary, "wb") as stream:
-            writer(stream, **arrays)
+        _write_npz(temporary, arrays, compress)
     return Path(path)
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray], compress: bool) -> None:
+    """What ``np.savez(_compressed)`` writes, with a fixed entry date and a fast zlib level."""
+    with zipfile.ZipFile(path, "w", allowZip64=True) as archive:
+        for key, array in arrays.items():
+            entry = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
+            entry.external_attr = 0o644 << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+            # the entry's own level (public `compress_level` from Python 3.13, which keeps this alias)
+            entry._compresslevel = _NPZ_COMPRESS_LEVEL
+            with archive.open(entry, "w", force_zip64=True) as stream:
+                np.lib.format.write_array(stream, np.asanyarray(array), allow_pickle=False)
 
 
 def load_npz(path: str | os.PathLike[str]) -> tuple[Volume, dict[str, Any]]:

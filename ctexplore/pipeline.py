@@ -19,8 +19,8 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
+import unicodedata
 import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -255,6 +255,13 @@ class PreprocessOptions:
     on_uneven : {'raise', 'resample'}
         Passed to `ctexplore.load_series`: uneven slice steps fail the series,
         or are interpolated onto a uniform grid.
+    hu_dtype : {'int16', 'float32'}, default 'int16'
+        How the resampled HU are stored. Interpolation makes them float32;
+        'int16' rounds them to whole HU (at most 0.5 HU off, far below CT
+        noise of several HU; values beyond the int16 range are clipped) and
+        gives files about a third the size, written 3-4x faster. 'float32'
+        keeps the interpolated values. The ``processed`` array is always
+        float32 and computed before rounding.
     compress : bool, default True
         zlib-compress ``.npz`` arrays: smaller files, but compressing is most of
         the time of a series (float32 HU with noise compress slowly).
@@ -277,6 +284,7 @@ class PreprocessOptions:
     order: int = 1
     format: Literal["npz", "nifti"] = "npz"
     on_uneven: Literal["raise", "resample"] = "raise"
+    hu_dtype: Literal["int16", "float32"] = "int16"
     compress: bool = True
 
     def __post_init__(self) -> None:
@@ -314,6 +322,8 @@ class PreprocessOptions:
             raise ValueError("format 'nifti' stores Hounsfield units only; use format 'npz' for window or normalize")
         if self.on_uneven not in ("raise", "resample"):
             raise ValueError(f"on_uneven must be 'raise' or 'resample', not {self.on_uneven!r}")
+        if self.hu_dtype not in ("int16", "float32"):
+            raise ValueError(f"hu_dtype must be 'int16' or 'float32', not {self.hu_dtype!r}")
         if self.order not in (0, 1, 2, 3, 4, 5):
             raise ValueError(f"order must be an interpolation order 0..5, not {self.order!r}")
 
@@ -329,17 +339,26 @@ class PreprocessOptions:
         return json.loads(json.dumps(asdict(self)))
 
 
+# Names Windows reserves for devices, whatever the extension.
+_RESERVED_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(10)), *(f"LPT{n}" for n in range(10))}
+
+
 def _slug(text: str, limit: int = 40) -> str:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
-    return slug[:limit].rstrip("-.")
+    """ASCII letters, digits, ``._-`` only; accents dropped (``Pätiënt`` -> ``Patient``)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_text).strip("-.")
+    slug = slug[:limit].rstrip("-.")
+    return f"_{slug}" if slug.split(".")[0].upper() in _RESERVED_NAMES else slug
 
 
 def output_name(series: Series, suffix: str = ".npz") -> str:
     """Relative output path of a series: ``<patient>/<patient>__s<number>_<description>__<hash>.npz``.
 
-    Deterministic and filesystem-safe; the hash of the series key (UID, plus
-    ``#2`` ... for a split UID) keeps two series with the same number and
-    description apart.
+    Deterministic and filesystem-safe on Linux, macOS and Windows (ASCII only,
+    accents dropped, no separators, no device names such as ``CON``, at most
+    40 characters per part); the hash of the series key (UID, plus ``#2`` ...
+    for a split UID) keeps two series apart whose number and description
+    look the same once made safe (or are empty).
 
     Examples
     --------
@@ -351,6 +370,8 @@ def output_name(series: Series, suffix: str = ".npz") -> str:
     ...                  series_number=3, series_description="CT 5mm / plain")
     >>> output_name(scan(folder)[0])[:-12]  # the hash differs per UID
     'CQ500-CT-7/CQ500-CT-7__s03_CT-5mm-plain__'
+    >>> _slug("Kopf/Hals ünd Ü"), _slug("../.."), _slug("con")
+    ('Kopf-Hals-und-U', '', '_con')
     """
     patient = _slug(series.patient_id) or "unknown-patient"
     number = f"s{series.series_number:02d}" if series.series_number is not None else "s"
@@ -392,7 +413,7 @@ def _recorded_options(output: Path) -> Any:
 
 def _remove_stale_temporaries(output: Path) -> None:
     """Delete temporary files an interrupted run left beside `output` (see `export`'s atomic writes)."""
-    stem = output.name.removesuffix(".nii.gz").removesuffix(".npz")
+    stem = output.name.removesuffix(".nii.gz").removesuffix(".npz").removesuffix(".csv")
     if output.parent.is_dir():
         for leftover in output.parent.glob(f".{_glob_escape(stem)}.*"):
             if leftover.is_file():
@@ -495,13 +516,26 @@ def preprocess_series(
     record = record if record is not None else _output_record(series, options)
     volume = load_series(series, on_uneven=options.on_uneven)
     volume, processed = preprocess_volume(volume, options)
+    if options.hu_dtype == "int16" and volume.hu.dtype != np.int16:
+        volume = volume.with_hu(_round_to_int16(volume.hu))
     output.parent.mkdir(parents=True, exist_ok=True)
     if options.format == "npz":
         return save_npz(volume, output, processed=processed, options=record, compress=options.compress)
+    # the sidecar says which options made the image: an old one must not outlive a new image
+    _sidecar(output).unlink(missing_ok=True)
     save_nifti(volume, output)
     with _atomic_target(_sidecar(output)) as temporary:
         temporary.write_text(json.dumps(_json_safe(_provenance(volume, record)), indent=1, sort_keys=True))
     return output
+
+
+def _round_to_int16(hu: np.ndarray) -> np.ndarray:
+    """Whole HU in int16, clipped to its range, without a float copy of the volume."""
+    rounded = np.empty(hu.shape, np.int16)
+    info = np.iinfo(np.int16)
+    for source, target in zip(hu, rounded):  # one slice at a time: the float scratch stays small
+        np.clip(np.rint(source), info.min, info.max, out=target, casting="unsafe")
+    return rounded
 
 
 @dataclass(frozen=True)
@@ -610,15 +644,13 @@ class Summary:
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Write a CSV atomically: a temporary file in the same folder, then a rename."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".csv")
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
+    from .export import _atomic_target
+
+    with _atomic_target(path) as temporary:
+        with open(temporary, "w", newline="", encoding="utf-8") as stream:
             writer = csv.writer(stream)
             writer.writerow(header)
             writer.writerows(rows)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
 
 
 def _write_manifest(path: Path, rows: Sequence[ManifestRow]) -> None:
@@ -634,6 +666,11 @@ def _check_locations(source: Path, output: Path) -> None:
         raise ValueError(
             f"output {output} is inside the input {source}: ctexplore never writes into an input "
             "folder (and outputs there would be scanned as input next time); choose a folder outside it"
+        )
+    if target in source_folder.parents:
+        raise ValueError(
+            f"input {source} is inside the output {output}: patient folders written there could "
+            "land in the input; choose an output folder that does not contain the input"
         )
 
 
@@ -706,6 +743,8 @@ def preprocess(
     _check_locations(source, target)
     target.mkdir(parents=True, exist_ok=True)
     manifest = target / "manifest.csv"
+    for table in (manifest, target / "skipped_files.csv"):
+        _remove_stale_temporaries(table)
 
     start = time.perf_counter()
     index = scan(source, workers=workers if dask_address is None else None)
@@ -764,7 +803,7 @@ def preprocess(
             close()  # cancels what has not started and waits for running workers
         for row in row_of.values():
             if row.status == "pending":
-                row.status, row.reason, row.output = "failed", "not run: the batch was interrupted", ""
+                row.status, row.reason, row.output = "failed", "not run: the batch stopped early (interrupted, or the workers were unreachable)", ""
         summary.process_seconds = time.perf_counter() - start
         _write_manifest(manifest, rows)
     return summary

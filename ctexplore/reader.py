@@ -139,7 +139,8 @@ def load_series(
         "pixel_padding_value": first.padding_value,
         "fill_value": fill_value,
     }
-    return Volume(hu=hu, affine=affine, padding=padding, files=tuple(chosen.files), meta=meta)
+    files = tuple(dict.fromkeys(h.path for h in headers))  # the duplicates left out are not among them
+    return Volume(hu=hu, affine=affine, padding=padding, files=files, meta=meta)
 
 
 def _choose_series(source: Any, which: int | str | None) -> Series:
@@ -156,6 +157,15 @@ def _choose_series(source: Any, which: int | str | None) -> Series:
         headers = [h for f in source for h in read_header(f)]
         found = group_series(headers)
         index = SeriesIndex(root=Path(os.path.commonpath([str(f) for f in source])), series=found)
+    if index.damaged:
+        listing = "; ".join(f"{path.name}: {reason}" for path, reason in index.damaged[:5])
+        more = f" and {len(index.damaged) - 5} more" if len(index.damaged) > 5 else ""
+        warnings.warn(
+            f"{index.root}: {len(index.damaged)} CT image file(s) are damaged and left out ({listing}{more}). "
+            "A series they belong to lacks those slices; fetch the files again.",
+            GeometryWarning,
+            stacklevel=3,
+        )
     if which is not None:
         return index[which]
     candidates = index.volumes or index.series
@@ -168,7 +178,9 @@ def _choose_series(source: Any, which: int | str | None) -> Series:
         )
     listing = "\n".join(f"  [{i}] {s!r} key={s.key}" for i, s in enumerate(index.series))
     raise SeriesSelectionError(
-        f"{index.root} holds {len(candidates)} image series; pick one with "
+        f"{index.root} holds {len(candidates)} image series"
+        + (f" (and {len(index.series) - len(candidates)} localizer or single-image)" if len(index.series) > len(candidates) else "")
+        + "; pick one with "
         f"load_series(path, series=N) or load_series(ctexplore.scan(path)[N]):\n{listing}"
     )
 
@@ -353,8 +365,8 @@ def stored_to_hu(
     Returns
     -------
     hu : ndarray
-        int16 when every slope and intercept is whole and the result fits,
-        float32 otherwise.
+        int16 when every slope and intercept is whole, the HU of the pixels
+        that are not padding fit, and so does `fill_value`; float32 otherwise.
     padding : bool ndarray or None
         Where padding was found; a read-only broadcast of one 2-D mask when
         every slice has the same padding, to save memory.
@@ -378,24 +390,29 @@ def stored_to_hu(
     else:
         low, high = 0, (1 << bits_stored) - 1
     whole = bool(np.all(slopes == np.round(slopes)) and np.all(intercepts == np.round(intercepts)))
-    two_bytes = values.dtype.itemsize == 2
-    fits = whole and two_bytes and _fits_int16(slopes, intercepts, low, high)
-    if whole and two_bytes and not fits:
+    # The fill goes into the array too: -1000.5, NaN or -40000 need float32.
+    fill_whole = bool(float(fill_value).is_integer() and -32768 <= fill_value <= 32767)
+    could_fit = whole and fill_whole and values.dtype.itemsize == 2
+    fits = could_fit and _fits_int16(slopes, intercepts, low, high)
+    padding = _PaddingMask(values, padding_low, padding_high)
+    if could_fit and not fits:
         # The bit depth allows values beyond int16; the pixels actually present may not.
-        low, high = int(values.min()), int(values.max())
-        fits = _fits_int16(slopes, intercepts, low, high)
+        fits = _fits_int16(slopes, intercepts, int(values.min()), int(values.max()))
+        if not fits and padding.plane is not None:
+            # Padding such as -32768 is replaced by the fill, so its rescaled value never counts.
+            fits = _fits_int16(slopes, intercepts, *padding.value_range())
     # int16 HU overwrite the stored values in place: no second array.
     hu = values.view(np.int16) if fits else np.empty(values.shape, dtype=np.float32)
-    padding = _PaddingMask(values, padding_low, padding_high)
     fill = np.asarray(fill_value, dtype=hu.dtype)
     uniform_rescale = bool(np.all(slopes == slopes[0]) and np.all(intercepts == intercepts[0]))
+    slopes_int16, intercepts_int16 = (_wrap_int16(slopes), _wrap_int16(intercepts)) if fits else (None, None)
 
     def convert(start: int) -> None:
         # Each block is masked, rescaled and filled while it sits in cache.
         block = slice(start, start + _BLOCK_SLICES)
         mask = padding.find(block)
         if fits:
-            _rescale_int16_block(values[block], hu[block], slopes[block], intercepts[block], uniform_rescale)
+            _rescale_int16_block(hu[block], slopes_int16[block], intercepts_int16[block], uniform_rescale)
         else:
             np.multiply(values[block], slopes[block, None, None].astype(np.float32), out=hu[block])
             hu[block] += intercepts[block, None, None].astype(np.float32)
@@ -411,25 +428,28 @@ def _fits_int16(slopes: np.ndarray, intercepts: np.ndarray, low: int, high: int)
     return bool(ends.min() >= -32768 and ends.max() <= 32767)
 
 
-def _rescale_int16_block(
-    values: np.ndarray, hu: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, uniform: bool
-) -> None:
-    """Rescale one block into int16 `hu`, which shares its memory with `values`."""
-    if values.dtype == np.uint16 and values.max(initial=0) > 32767:
-        # Unsigned values above 32767 would wrap in int16: go through int32.
-        wide = values.astype(np.int32)
-        wide *= slopes[:, None, None].astype(np.int32)
-        wide += intercepts[:, None, None].astype(np.int32)
-        hu[...] = wide
-        return
+def _wrap_int16(numbers: np.ndarray) -> np.ndarray:
+    """Whole numbers as int16 modulo 2**16 (e.g. an intercept of -40000 becomes 25536)."""
+    return numbers.astype(np.int64).astype(np.int16)
+
+
+def _rescale_int16_block(hu: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, uniform: bool) -> None:
+    """Rescale one block of int16 `hu` in place (it shares its memory with the stored values).
+
+    int16 arithmetic wraps modulo 2**16, so the result is exact wherever the true
+    HU fit int16: also for uint16 stored values above 32767 (read as negative),
+    intermediate products that overflow, and intercepts beyond int16. Values
+    that do not fit are padding, overwritten by the fill afterwards.
+    """
     if uniform:
         if slopes[0] != 1:
-            hu *= np.int16(slopes[0])
-        hu += np.int16(intercepts[0])
+            hu *= slopes[0]
+        if intercepts[0] != 0:
+            hu += intercepts[0]
         return
     if np.any(slopes != 1):
-        hu *= slopes.astype(np.int16)[:, None, None]
-    hu += intercepts.astype(np.int16)[:, None, None]
+        hu *= slopes[:, None, None]
+    hu += intercepts[:, None, None]
 
 
 def _normalize_bits(stored: np.ndarray, bits_stored: int, signed: bool) -> None:
@@ -476,6 +496,17 @@ class _PaddingMask:
             return values == self.low[0]
         return (values >= self.low[block, None, None]) & (values <= self.high[block, None, None])
 
+    def value_range(self) -> tuple[int, int]:
+        """Smallest and largest stored value that is not padding (needs padding declared)."""
+        info = np.iinfo(self.values.dtype)
+        lows, highs = [info.max], [info.min]
+        for start in range(0, len(self.values), _BLOCK_SLICES):
+            block = slice(start, start + _BLOCK_SLICES)
+            kept = ~self._match(block)
+            lows.append(self.values[block].min(where=kept, initial=info.max))
+            highs.append(self.values[block].max(where=kept, initial=info.min))
+        return int(min(lows)), int(max(highs))
+
     def find(self, block: slice) -> np.ndarray | None:
         if self.plane is None:
             return None
@@ -497,15 +528,25 @@ class _PaddingMask:
         return volume if volume.any() else None
 
 
+_STACKING_ATTRIBUTES = {
+    "rows": "(0028,0010) Rows",
+    "columns": "(0028,0011) Columns",
+    "bits_allocated": "(0028,0100) Bits Allocated",
+    "bits_stored": "(0028,0101) Bits Stored",
+    "pixel_representation": "(0028,0103) Pixel Representation",
+    "samples_per_pixel": "(0028,0002) Samples per Pixel",
+}
+
+
 def _check_uniform_pixels(headers: list[SliceHeader]) -> None:
     first = headers[0]
-    keys = ("rows", "columns", "bits_allocated", "bits_stored", "pixel_representation", "samples_per_pixel")
     for header in headers[1:]:
-        for key in keys:
+        for key, tag in _STACKING_ATTRIBUTES.items():
             if getattr(header, key) != getattr(first, key):
                 raise GeometryError(
-                    f"{header.path}: {key.replace('_', ' ')} is {getattr(header, key)} but "
-                    f"{getattr(first, key)} in {first.path.name}; the images cannot be stacked"
+                    f"{header.path}: {tag} is {getattr(header, key)} but {getattr(first, key)} in "
+                    f"{first.path.name}; the images cannot be stacked. Load them as separate series "
+                    "(pass a list of the files that match)."
                 )
     if first.samples_per_pixel != 1 or first.photometric_interpretation not in ("MONOCHROME1", "MONOCHROME2"):
         raise DecodeError(

@@ -281,6 +281,15 @@ class SeriesIndex:
         raise KeyError(f"no series with key or UID {item!r} under {self.root}")
 
     @property
+    def damaged(self) -> list[tuple[Path, str]]:
+        """Skipped files that are CT images but cannot be used (truncated, required attributes missing).
+
+        Unlike a README or a dose report beside the images, each of these may be a
+        slice missing from its series.
+        """
+        return [(path, reason) for path, reason in self.skipped if reason.startswith(_DAMAGED_CT_REASONS)]
+
+    @property
     def volumes(self) -> list[Series]:
         """Series that can form a volume: not localizers, more than one image."""
         return [s for s in self.series if not s.is_localizer and s.n_images > 1]
@@ -415,6 +424,9 @@ def _sort_along_normal(headers: list[SliceHeader]) -> tuple[SliceHeader, ...]:
     order = np.argsort(projected, kind="stable")
     return tuple(headers[i] for i in order)
 
+
+# How the reasons for skipping a recognised but unusable CT image begin (see `SeriesIndex.damaged`).
+_DAMAGED_CT_REASONS = ("CT header without", "CT image without", "(7FE0,0010) Pixel Data holds")
 
 # ctexplore's own bookkeeping files (e.g. the sample data's completion marker).
 _OWN_FILE_PREFIX = ".ctexplore-"

@@ -98,3 +98,31 @@ def test_sample_writes_a_data_set_that_preprocesses(tmp_path, capsys):
     assert (tmp_path / "data" / "CQ500-CT-0" / "Unknown Study").is_dir()
     assert main(["preprocess", str(tmp_path / "data"), str(tmp_path / "out"), "--spacing", "6", "--no-progress"]) == 0
     assert SUMMARY.search(capsys.readouterr().out).groups() == ("1", "1", "0")
+
+
+def test_folder_without_ct_series_exits_1_and_says_so(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "notes.txt").write_text("no images here\n")
+    assert main(["preprocess", str(tmp_path / "data"), str(tmp_path / "out"), "--no-progress"]) == 1
+    assert "no CT series found" in capsys.readouterr().err
+
+
+def test_unwritable_output_exits_2_with_the_reason(clean_dataset, tmp_path, capsys):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    assert main(["preprocess", str(clean_dataset.root), str(blocked / "out"), "--no-progress"]) == 2
+    assert "a-file" in capsys.readouterr().err
+
+
+def test_hu_dtype_float32_keeps_interpolated_values(clean_dataset, tmp_path):
+    assert main(["preprocess", str(clean_dataset.root), str(tmp_path), "--spacing", "4", "--hu-dtype", "float32",
+                 "--no-progress", "--workers", "1"]) == 0
+    volume, extras = load_npz(tmp_path / manifest(tmp_path)["CT THIN"]["output"])
+    assert volume.hu.dtype == "float32" and extras["provenance"]["options"]["pipeline"]["hu_dtype"] == "float32"
+
+
+def test_preprocess_help_states_exit_statuses_and_resume(capsys):
+    assert main(["preprocess", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Exit status: 0 all done, 1 a series failed" in text and "already done" in text
+    assert "--hu-dtype {int16,float32}" in text

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import zipfile
 
 import nibabel
 import numpy as np
@@ -107,3 +110,29 @@ class TestSaveNifti:
         with pytest.raises(GeometryError, match="correct_tilt"):
             save_nifti(vol, tmp_path / "scan.nii")
         assert list(tmp_path.iterdir()) == []
+
+
+class TestFiles:
+    def test_outputs_get_the_permissions_the_umask_allows_not_0600(self, tmp_path):
+        previous = os.umask(0o022)
+        try:
+            npz = save_npz(oblique_volume(), tmp_path / "scan.npz")
+            nifti = save_nifti(oblique_volume(), tmp_path / "scan.nii.gz")
+        finally:
+            os.umask(previous)
+        assert stat.S_IMODE(npz.stat().st_mode) == 0o644
+        assert stat.S_IMODE(nifti.stat().st_mode) == 0o644
+
+    def test_npz_entries_carry_a_fixed_date_so_bytes_depend_on_content_only(self, tmp_path):
+        path = save_npz(oblique_volume(), tmp_path / "scan.npz")
+        with zipfile.ZipFile(path) as archive:
+            assert {entry.date_time for entry in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+            assert {entry.compress_type for entry in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+
+    def test_uncompressed_npz_stores_entries_and_loads_without_pickle(self, tmp_path):
+        vol = oblique_volume()
+        path = save_npz(vol, tmp_path / "scan.npz", compress=False)
+        with zipfile.ZipFile(path) as archive:
+            assert {entry.compress_type for entry in archive.infolist()} == {zipfile.ZIP_STORED}
+        with np.load(path, allow_pickle=False) as data:
+            np.testing.assert_array_equal(data["hu"], vol.hu)

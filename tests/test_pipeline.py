@@ -278,3 +278,96 @@ def test_real_series_with_two_kernels_at_identical_positions(ct_data, tmp_path):
         assert -1100 < float(volume.hu.min()) and float(volume.hu.max()) > 100  # HU, not stored values
     assert summary.failed == 0 and len(summary.skipped_files) == 2  # LICENSE, metadata.csv
     assert sorted(source.rglob("*")) == before  # nothing written into the input
+
+
+class TestStoredValues:
+    def test_hu_are_stored_as_int16_by_default_within_half_a_hu_of_float32(self, dataset, tmp_path):
+        run(dataset, tmp_path / "int16", options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), normalize=(-100, 200)))
+        run(dataset, tmp_path / "float32", options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), normalize=(-100, 200),
+                                                                      hu_dtype="float32"))
+        name = read_manifest(tmp_path / "int16")["CT THIN"]["output"]
+        rounded, extras16 = load_npz(tmp_path / "int16" / name)
+        exact, extras32 = load_npz(tmp_path / "float32" / name)
+        assert rounded.hu.dtype == np.int16 and exact.hu.dtype == np.float32
+        assert np.abs(rounded.hu - exact.hu).max() <= 0.5
+        # the processed array is float32 and computed from the unrounded HU
+        assert extras16["processed"].dtype == np.float32
+        np.testing.assert_array_equal(extras16["processed"], extras32["processed"])
+        assert extras16["provenance"]["options"]["pipeline"]["hu_dtype"] == "int16"
+
+    def test_unknown_hu_dtype_is_refused(self):
+        with pytest.raises(ValueError, match="hu_dtype"):
+            PreprocessOptions(hu_dtype="float64")
+
+
+class TestSafety:
+    @pytest.mark.parametrize(
+        ("patient", "description"),
+        [("../evil", "a/b\\c"), ("Pätiënt 1", "Kopf ünd Hals"), ("CON", ""), ("...", "日本語"), ("x" * 60, "y" * 60)],
+    )
+    def test_odd_patient_ids_and_descriptions_give_safe_names_inside_the_output(self, tmp_path, patient, description):
+        data, out = tmp_path / "data", tmp_path / "out"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns about over-long or non-Latin-1 values: the point here
+            write_series(data / "s", n_slices=3, matrix=16, patient_id=patient, series_description=description)
+            summary = preprocess(data, out, options=FAST, workers=1, progress=False)
+        assert summary.ok == 1
+        relative = Path(summary.rows[0].output)
+        assert (out / relative).is_file() and (out / relative).resolve().is_relative_to(out.resolve())
+        assert len(relative.parts) == 2 and relative.as_posix().isascii()
+        for part in relative.parts:
+            assert part[0] not in ".-" and len(part) < 120
+            assert part.split(".")[0].split("__")[0].upper() not in ("CON", "NUL", "PRN", "AUX")
+        if patient == "Pätiënt 1":
+            assert relative.parts[0] == "Patient-1" and "Kopf-und-Hals" in relative.name
+
+    def test_input_inside_the_output_is_refused(self, dataset):
+        with pytest.raises(ValueError, match="inside the output"):
+            preprocess(dataset.root, dataset.root.parent, progress=False)
+
+    def test_stale_manifest_temporaries_are_removed(self, dataset, tmp_path):
+        stale = tmp_path / ".manifest.x1y2z3.csv"
+        stale.write_text("half a manifest")
+        run(dataset, tmp_path)
+        assert not stale.exists()
+
+    def test_ctrl_c_propagates_and_the_manifest_records_what_finished(self, dataset, tmp_path, monkeypatch):
+        import ctexplore.reader
+
+        real_load = ctexplore.reader.load_series
+        calls = []
+
+        def load_then_interrupt(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return real_load(*args, **kwargs)
+
+        monkeypatch.setattr(ctexplore.reader, "load_series", load_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            run(dataset, tmp_path)
+        statuses = sorted((row["status"], row["reason"][:7]) for row in read_manifest(tmp_path).values()
+                          if row["status"] != "skipped")
+        assert statuses == [("failed", "not run"), ("failed", "not run"), ("ok", "")]
+        assert not [p for p in tmp_path.rglob(".*") if p.is_file()]
+
+    def test_a_nifti_image_rewritten_without_its_sidecar_is_not_taken_as_done(self, dataset, tmp_path, monkeypatch):
+        import ctexplore.export
+
+        first = PreprocessOptions(spacing=(4.0, 4.0, 4.0), format="nifti")
+        second = PreprocessOptions(spacing=(6.0, 6.0, 6.0), format="nifti")
+        run(dataset, tmp_path, options=first, rule="description:thin")
+        output = tmp_path / read_manifest(tmp_path)["CT THIN"]["output"]
+
+        def interrupt(*args, **kwargs):  # Ctrl-C after the new image, before its sidecar
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(ctexplore.export, "_json_safe", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            run(dataset, tmp_path, options=second, rule="description:thin")
+        monkeypatch.undo()
+        run(dataset, tmp_path, options=first, rule="description:thin")
+        assert read_manifest(tmp_path)["CT THIN"]["reason"] == ""  # redone, not "already done"
+        import nibabel
+
+        assert nibabel.load(output).header.get_zooms() == pytest.approx((4.0, 4.0, 4.0))

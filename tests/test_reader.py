@@ -39,6 +39,39 @@ def _peak_world(volume: ctexplore.Volume, near: tuple[float, float, float], radi
     return volume.index_to_world(index)
 
 
+def _write_oriented_series(
+    folder: Path, row_dir, col_dir, first, stack, *, n_slices=16, matrix=48, pixel_spacing=4.0
+) -> None:
+    """A phantom series at any orientation, written with pydicom, files named against spatial order."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    row_dir, col_dir = np.asarray(row_dir, float), np.asarray(col_dir, float)
+    series_uid, study_uid = generate_uid(), generate_uid()
+    rows, cols = np.indices((matrix, matrix))
+    for k in range(n_slices):
+        position = np.asarray(first, float) + k * np.asarray(stack, float)
+        points = position + (rows[..., None] * col_dir + cols[..., None] * row_dir) * pixel_spacing
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.Modality, ds.PatientID = "CT", "ORIENTED"
+        ds.SeriesInstanceUID, ds.StudyInstanceUID = series_uid, study_uid
+        ds.InstanceNumber = (7 * k) % n_slices + 1
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
+        ds.ImageOrientationPatient = [f"{v:.8f}" for v in (*row_dir, *col_dir)]
+        ds.PixelSpacing = [pixel_spacing, pixel_spacing]
+        ds.Rows = ds.Columns = matrix
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+        ds.PixelData = np.rint(phantom_hu(points) + 1024).astype(np.int16).tobytes()
+        ds.save_as(folder / f"{(13 * k) % n_slices:03d}.dcm", enforce_file_format=True)
+
+
 class TestOrderAndGeometry:
     def test_shuffled_names_and_instance_numbers_load_in_spatial_order(self, tmp_path):
         written = write_series(tmp_path, n_slices=12, matrix=48, slice_spacing=4.0, shuffle=True)
@@ -71,6 +104,24 @@ class TestOrderAndGeometry:
         inside = ~volume.padding if volume.padding is not None else np.ones(volume.shape, bool)
         assert np.median(np.abs(volume.hu[inside] - truth[inside])) <= 1.0
 
+    @pytest.mark.parametrize(
+        "row_dir, col_dir, first, stack",
+        [
+            ((1, 0, 0), (0, -1, 0), (-96, 96, 30), (0, 0, -4)),  # axial, normal to the feet
+            ((1, 0, 0), (0, 0, -1), (-96, -30, 96), (0, 4, 0)),  # coronal
+            ((0, 1, 0), (0, 0, -1), (30, -96, 96), (-4, 0, 0)),  # sagittal, normal to the right
+            ((0, 1, 0), (0, 0, -1), (-30, -96, 96), (4, 0, 0)),  # sagittal, normal to the left
+            ((np.cos(0.3), 0, np.sin(0.3)), (0, 1, 0), (-96, -96, 10), (0, 0, 4 / np.cos(0.3))),  # tilt about y
+        ],
+    )
+    def test_any_orientation_gives_the_phantom_at_every_voxel(self, tmp_path, row_dir, col_dir, first, stack):
+        _write_oriented_series(tmp_path, row_dir, col_dir, first, stack)
+        volume = load_series(tmp_path)
+        truth = phantom_hu(volume.index_to_world(np.indices(volume.shape).reshape(3, -1).T)).reshape(volume.shape)
+        assert np.abs(volume.hu - truth).max() <= 0.5
+        assert volume.spacing[0] == pytest.approx(4.0, abs=1e-4)
+        assert bool((np.diff(volume.meta["slice_positions"]) > 0).all())
+
     def test_spacing_comes_from_positions_not_the_header_fields(self, tmp_path):
         write_series(tmp_path, n_slices=6, matrix=32, slice_spacing=0.625, bogus_spacing_between_slices=21.893)
         header = pydicom.dcmread(next(tmp_path.iterdir()), stop_before_pixels=True)
@@ -86,6 +137,25 @@ class TestOrderAndGeometry:
             volume = load_series(tmp_path, on_uneven="resample")
         assert volume.spacing[0] <= 4.0 + 1e-6
         assert volume.meta["slice_positions"][-1] - volume.meta["slice_positions"][0] == pytest.approx(44.0, abs=1e-4)
+
+
+    def test_left_out_duplicates_are_not_among_the_files(self, tmp_path):
+        write_series(tmp_path, slice_positions=[0, 5, 10, 10, 15, 20], matrix=32)
+        with pytest.warns(GeometryWarning, match="repeat a slice position"):
+            volume = load_series(tmp_path)
+        assert volume.shape[0] == len(volume.files) == 5
+        positions = [pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2] for f in volume.files]
+        np.testing.assert_allclose(np.diff(positions), 5.0, atol=1e-4)
+
+    def test_uneven_tilted_series_resamples_onto_the_phantom(self, tmp_path):
+        positions = [-40, -37, -34, -31, -28, -25, -20, -15, -10, -5, 0, 5, 10, 15, 20, 25, 30]
+        write_series(tmp_path, slice_positions=positions, matrix=64, pixel_spacing=(3.0, 3.0), gantry_tilt=-22.0)
+        with pytest.warns(GeometryWarning, match="resampled"):
+            volume = load_series(tmp_path, on_uneven="resample")
+        assert volume.gantry_tilt == pytest.approx(22.0, abs=0.01)
+        truth = phantom_hu(volume.index_to_world(np.indices(volume.shape).reshape(3, -1).T)).reshape(volume.shape)
+        inside = ~volume.padding
+        assert np.median(np.abs(volume.hu[inside] - truth[inside])) <= 1.0
 
 
 class TestHounsfieldUnits:
@@ -120,6 +190,38 @@ class TestHounsfieldUnits:
         # Air in front of the face reads about -1000 HU in every slice whatever its intercept.
         air = volume.hu[:, 2, 24]
         np.testing.assert_allclose(air, -1000, atol=2)
+
+    @pytest.mark.parametrize(
+        "signed, intercept, padding",
+        [(True, -1024.0, -32768), (False, -40000.0, 0)],
+    )
+    def test_padding_far_outside_the_hu_range_still_gives_exact_int16(self, tmp_path, signed, intercept, padding):
+        # Rescaled padding (-33792 HU, -40000 HU) does not fit int16 but is replaced by air anyway.
+        write_series(tmp_path, n_slices=20, matrix=48, signed=signed, rescale_intercept=intercept,
+                     padding_value=padding, noise=30.0)
+        volume = load_series(tmp_path)
+        reference = load_series(tmp_path, fill_value=-1000.5)
+        assert volume.hu.dtype == np.int16 and reference.hu.dtype == np.float32
+        inside = ~volume.padding
+        np.testing.assert_array_equal(volume.hu[inside], reference.hu[inside])
+        assert (volume.hu[volume.padding] == -1000).all()
+
+    @pytest.mark.parametrize("fill", [-1000.5, -40000, float("nan")])
+    def test_fill_value_int16_cannot_hold_gives_float32(self, tmp_path, fill):
+        write_series(tmp_path, n_slices=3, matrix=32, padding_value=-2000)
+        volume = load_series(tmp_path, fill_value=fill)
+        assert volume.hu.dtype == np.float32
+        np.testing.assert_array_equal(volume.hu[volume.padding], np.float32(fill))
+        assert volume.hu[~volume.padding].min() >= -1100
+
+    def test_monochrome1_gives_the_same_hu(self, tmp_path):
+        written = write_series(tmp_path / "m1", n_slices=3, matrix=32)
+        for file in written.files:
+            ds = pydicom.dcmread(file)
+            ds.PhotometricInterpretation = "MONOCHROME1"
+            ds.save_as(file)
+        write_series(tmp_path / "m2", n_slices=3, matrix=32)
+        np.testing.assert_array_equal(load_series(tmp_path / "m1").hu, load_series(tmp_path / "m2").hu)
 
     def test_fractional_slope_gives_float32_not_float64(self, tmp_path):
         write_series(tmp_path, n_slices=4, matrix=32, rescale_slope=0.5, rescale_intercept=-1024.0)
@@ -166,6 +268,27 @@ class TestBadInput:
         victim.write_bytes(data[: len(data) - pixel_bytes // 2])
         with pytest.raises(ctexplore.DicomError, match=victim.name):
             load_series(tmp_path)
+
+    @pytest.mark.parametrize("keep_bytes", [600, -(48 * 48 * 2 + 12)])
+    def test_damaged_file_left_out_by_the_scan_is_warned_about(self, tmp_path, keep_bytes):
+        written = write_series(tmp_path, n_slices=5, matrix=48)
+        victim = written.files[-1]
+        victim.write_bytes(victim.read_bytes()[:keep_bytes])
+        with pytest.warns(GeometryWarning, match=rf"damaged and left out \({victim.name}: CT header without"):
+            volume = load_series(tmp_path)
+        assert volume.shape[0] == 4
+
+    def test_images_that_cannot_be_stacked_name_the_tag(self, tmp_path):
+        write_series(tmp_path / "a", n_slices=2, matrix=32, slice_positions=[0, 5], bits_stored=12)
+        write_series(tmp_path / "b", n_slices=2, matrix=32, slice_positions=[10, 15], bits_stored=16)
+        files = sorted((tmp_path / "a").iterdir()) + sorted((tmp_path / "b").iterdir())
+        uid = pydicom.dcmread(files[0]).SeriesInstanceUID
+        for file in files[2:]:
+            ds = pydicom.dcmread(file)
+            ds.SeriesInstanceUID = uid
+            ds.save_as(file)
+        with pytest.raises(GeometryError, match=r"\(0028,0101\) Bits Stored is (12|16) but (16|12)"):
+            load_series(files)
 
     def test_folder_with_several_series_lists_them_and_how_to_pick(self, tmp_path):
         write_study(tmp_path)
