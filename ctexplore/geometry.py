@@ -257,6 +257,8 @@ def _regrid(
         padding, _ = _sample(volume.padding, volume.affine, out_affine, out_shape, 0, True, bool)
         if outside is not None:
             padding |= outside
+        # Keep the Volume contract: every voxel flagged as padding holds the fill value.
+        np.copyto(hu, np.asarray(fill, hu.dtype), where=padding)
     meta = dict(volume.meta)
     if "slice_positions" in meta:
         normal = volume.normal

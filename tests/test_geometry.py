@@ -229,6 +229,16 @@ class TestResample:
         # well inside the padding band the output is plain air
         assert np.all(out.hu[:, row_y < edge_y - 1.6, :] == -1000.0)
 
+    def test_every_voxel_flagged_as_padding_holds_the_fill_also_at_the_border(self):
+        hu = np.full(SHAPE, 40, np.int16)
+        padding = np.zeros(SHAPE, bool)
+        padding[:, :10, :] = True
+        hu[padding] = -1000
+        # 1.7 mm output rows fall between 0.8 mm source rows: linear blends, nearest flags
+        out = resample(Volume(hu, axial_affine(), padding=padding), spacing=1.7)
+        assert out.padding[:, :, 0].any()
+        assert np.all(out.hu[out.padding] == -1000.0)
+
     def test_untilted_volume_without_padding_gets_no_mask(self):
         vol = Volume(np.zeros(SHAPE, np.int16), axial_affine())
         assert resample(vol, spacing=1.0).padding is None
