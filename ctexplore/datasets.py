@@ -766,3 +766,4 @@ def _checked_parts(archive: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
         kind = "a symbolic link" if file_type == stat.S_IFLNK else "not a regular file"
         raise UnsafeArchiveError(f"{where} is {kind}; not unpacking this archive")
     return parts
+from .labels import cq500_labels  # noqa: E402,F401  (CQ500 reads.csv; see ctexplore.labels)
