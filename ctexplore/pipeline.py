@@ -62,6 +62,13 @@ MANIFEST_COLUMNS = (
     "status",
     "reason",
     "output",
+    "warnings",
+    "kernel",
+    "slice_count",
+    "output_shape",
+    "output_spacing",
+    "tilt_deg",
+    "seconds",
 )
 ALREADY_DONE = "already done"
 _MANIFEST_INTERVAL_S = 2.0
@@ -402,6 +409,9 @@ class _TaskResult:
     reason: str
     seconds: float
     peak_rss_bytes: int | None
+    warnings: str = ""
+    output_shape: str = ""
+    output_spacing: str = ""
 
 
 def _peak_rss_bytes() -> int | None:
@@ -418,14 +428,37 @@ def _peak_rss_bytes() -> int | None:
 def _run_task(task: _Task) -> _TaskResult:
     """Process one series in a worker; every failure becomes a result, never a lost task."""
     start = time.perf_counter()
-    try:
-        preprocess_series(task.series, task.output, task.options, record=task.record)
-        status, reason = "ok", ""
-    except DicomError as error:
-        status, reason = "failed", str(error)
-    except Exception as error:  # recorded, not swallowed: the manifest shows type and message
-        status, reason = "failed", f"{type(error).__name__}: {error}"
-    return _TaskResult(task.series.key, status, reason, time.perf_counter() - start, _peak_rss_bytes())
+    shape = spacing = ""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            preprocess_series(task.series, task.output, task.options, record=task.record)
+            status, reason = "ok", ""
+            shape, spacing = _output_geometry(task.output)
+        except DicomError as error:
+            status, reason = "failed", str(error)
+        except Exception as error:  # recorded, not swallowed: the manifest shows type and message
+            status, reason = "failed", f"{type(error).__name__}: {error}"
+    text = " | ".join(dict.fromkeys(str(w.message) for w in caught))
+    return _TaskResult(task.series.key, status, reason, time.perf_counter() - start, _peak_rss_bytes(),
+                       text, shape, spacing)
+
+
+def _output_geometry(output: Path) -> tuple[str, str]:
+    """``'DxHxW'`` and ``'a x b x c'`` mm of a written output (read back from its header only)."""
+    if output.name.endswith(".npz"):
+        with zipfile.ZipFile(output) as archive, archive.open("hu.npy") as stream:
+            version = np.lib.format.read_magic(stream)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape = read_header(stream)[0]
+        with np.load(output, allow_pickle=False) as data:
+            spacing = tuple(float(v) for v in data["spacing"])
+    else:
+        import nibabel
+
+        image = nibabel.load(output)
+        shape, spacing = image.shape, tuple(float(v) for v in image.header.get_zooms())
+    return "x".join(str(n) for n in shape), "x".join(f"{v:.4g}" for v in spacing)
 
 
 # ---------------------------------------------------------------------------- the batch
@@ -444,11 +477,21 @@ class ManifestRow:
     status: str = "pending"
     reason: str = ""
     output: str = ""
+    warnings: str = ""
+    kernel: str = ""
+    slice_count: int = 0
+    output_shape: str = ""
+    output_spacing: str = ""
+    tilt_deg: float = 0.0
+    seconds: float | None = None
+    labels: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, series: Series, status: str = "pending", reason: str = "", output: str = "") -> "ManifestRow":
         return cls(series.patient_id, series.study_uid, series.uid, series.series_number,
-                   series.description, series.n_images, status, reason, output)
+                   series.description, series.n_images, status, reason, output,
+                   kernel=series.first.convolution_kernel, slice_count=series.n_images,
+                   tilt_deg=round(series.tilt, 2))
 
 
 @dataclass
@@ -502,8 +545,13 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
             writer.writerows(rows)
 
 
-def _write_manifest(path: Path, rows: Sequence[ManifestRow]) -> None:
-    _write_csv(path, MANIFEST_COLUMNS, [[getattr(row, c) if getattr(row, c) is not None else "" for c in MANIFEST_COLUMNS] for row in rows])
+def _write_manifest(path: Path, rows: Sequence[ManifestRow], findings: Sequence[str] = ()) -> None:
+    """The manifest; with labels, one column per finding (majority vote, empty when the study has no read)."""
+    def cells(row: ManifestRow) -> list[Any]:
+        values = [getattr(row, c) if getattr(row, c) is not None else "" for c in MANIFEST_COLUMNS]
+        return values + [row.labels.get(f, "") for f in findings]
+
+    _write_csv(path, (*MANIFEST_COLUMNS, *findings), [cells(row) for row in rows])
 
 
 def _check_locations(source: Path, output: Path) -> None:
@@ -532,6 +580,7 @@ def preprocess(
     workers: int | None = None,
     dask_address: str | None = None,
     progress: bool = True,
+    labels: str | os.PathLike[str] | None = None,
 ) -> Summary:
     """Preprocess every chosen series of a data set into ``OUTPUT``; write ``OUTPUT/manifest.csv``.
 
@@ -556,6 +605,10 @@ def preprocess(
         input and output folders under the same paths.
     progress : bool
         Show a progress bar over series (with the number of finished studies).
+    labels : path-like, optional
+        CQ500 ``reads.csv`` (see `ctexplore.labels.cq500_labels`): the majority
+        vote of each finding becomes a manifest column named after it (``ICH``,
+        ``SDH``, ...), joined on the ``CQ500-CT-N`` in the patient ID or folder.
 
     Returns
     -------
@@ -590,6 +643,10 @@ def preprocess(
     options = options or PreprocessOptions()
     parse_rule(rule)
     _check_locations(source, target)
+    from .labels import cq500_labels, study_name
+
+    reads = cq500_labels(labels) if labels is not None else None
+    findings = reads.findings if reads is not None else ()
     target.mkdir(parents=True, exist_ok=True)
     manifest = target / "manifest.csv"
     for table in (manifest, target / "skipped_files.csv"):
@@ -611,6 +668,10 @@ def preprocess(
         reasons = {series.key: reason for series, reason in skipped}
         for series in study.series:
             row = ManifestRow.of(series)
+            if reads is not None:
+                name = study_name(series.patient_id) or study_name(str(series.first.path.parent))
+                if name in reads.votes:
+                    row.labels = reads.majority(name)
             rows.append(row)
             if series.key in reasons:
                 row.status, row.reason = "skipped", reasons[series.key]
@@ -627,7 +688,7 @@ def preprocess(
             study_of[series.key] = number
             pending_per_study[number] += 1
             tasks.append(_Task(series, path, options, record))
-    _write_manifest(manifest, rows)
+    _write_manifest(manifest, rows, findings)
 
     summary = Summary(rows, list(index.skipped), manifest, scan_seconds=scan_seconds)
     start = time.perf_counter()
@@ -638,13 +699,15 @@ def preprocess(
             for result in results:
                 row = row_of[result.key]
                 row.status, row.reason = result.status, result.reason
+                row.warnings, row.seconds = result.warnings, round(result.seconds, 3)
+                row.output_shape, row.output_spacing = result.output_shape, result.output_spacing
                 if result.status != "ok":
                     row.output = ""
                 if result.peak_rss_bytes is not None:
                     summary.peak_rss_bytes[result.key] = result.peak_rss_bytes
                 bar.series_done(study_of[result.key])
                 if time.monotonic() - last_write > _MANIFEST_INTERVAL_S:
-                    _write_manifest(manifest, rows)
+                    _write_manifest(manifest, rows, findings)
                     last_write = time.monotonic()
     finally:
         close = getattr(results, "close", None)
@@ -654,7 +717,7 @@ def preprocess(
             if row.status == "pending":
                 row.status, row.reason, row.output = "failed", "not run: the batch stopped early (interrupted, or the workers were unreachable)", ""
         summary.process_seconds = time.perf_counter() - start
-        _write_manifest(manifest, rows)
+        _write_manifest(manifest, rows, findings)
     return summary
 
 

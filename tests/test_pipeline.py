@@ -235,7 +235,10 @@ class TestWorkers:
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                       dashboard_address=None) as cluster:
             dask_summary = run(dataset, dask_out, dask_address=cluster.scheduler_address)
-        assert read_manifest(pool_out) == read_manifest(dask_out)
+        def timeless(manifest):  # seconds taken differ between runs; everything else must not
+            return {d: {k: v for k, v in row.items() if k != "seconds"} for d, row in manifest.items()}
+
+        assert timeless(read_manifest(pool_out)) == timeless(read_manifest(dask_out))
         assert (pool_summary.ok, pool_summary.failed) == (dask_summary.ok, dask_summary.failed) == (2, 1)
         # the worker that processed a series is another process: its peak memory is reported
         assert set(dask_summary.peak_rss_bytes) == set(pool_summary.peak_rss_bytes)
