@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     scan = commands.add_parser("scan", help="list the CT series under a folder and the files skipped")
     scan.add_argument("path", help="folder (searched recursively) or file")
+    scan.add_argument("--csv", metavar="FILE", help="also write the whole table (patient and folder columns) as CSV")
+    scan.add_argument("--json", metavar="FILE", help="also write the whole table as JSON")
+
+    report = commands.add_parser("report", help="write DIR/report.html for a preprocess output folder")
+    report.add_argument("folder", help="output folder of 'ctexplore preprocess'")
 
     run = commands.add_parser(
         "preprocess",
@@ -56,8 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_rule,
         default="thinnest",
         help="series to take from each study: thinnest (default; axial, smallest slice spacing), "
-        "all, slices:N (exactly N images), description:REGEX (case-insensitive)",
+        "all, axial, noncontrast, kernel:soft|sharp|REGEX, slices:N (exactly N images), "
+        "description:REGEX (case-insensitive), terms combined with '&'; preset cq500 = "
+        "'axial & noncontrast & kernel:soft & thinnest'",
     )
+    run.add_argument("--labels", metavar="READS_CSV",
+                     help="CQ500 reads.csv: majority vote per finding as manifest columns (ICH, SDH, ...)")
     grid = run.add_mutually_exclusive_group()
     grid.add_argument("--spacing", type=float, nargs="+", metavar="MM",
                       help="output voxel size in mm: one value (isotropic) or three "
@@ -133,6 +142,7 @@ def _run_preprocess(args: argparse.Namespace) -> int:
             workers=args.workers,
             dask_address=args.dask,
             progress=not args.no_progress,
+            labels=args.labels,
         )
     except (OSError, ValueError) as error:  # missing input, unwritable output, unreachable dask scheduler
         print(f"ctexplore preprocess: error: {error}", file=sys.stderr)
@@ -159,10 +169,54 @@ def _run_scan(args: argparse.Namespace) -> int:
         print(f"ctexplore scan: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     print(index)
+    table = index.table()
+    try:
+        if args.csv:
+            _write_table_csv(args.csv, table)
+        if args.json:
+            _write_table_json(args.json, table)
+    except OSError as error:
+        print(f"ctexplore scan: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     if index.skipped:
         print(f"\n{len(index.skipped)} files skipped:")
         for path, reason in index.skipped:
             print(f"  {path}: {reason}")
+    return EXIT_OK
+
+
+def _write_table_csv(path: str, table: list[dict]) -> None:
+    import csv
+    from pathlib import Path
+
+    from ._atomic import atomic_target
+
+    columns = list(table[0]) if table else ["patient", "folder", "description"]
+    with atomic_target(Path(path)) as temporary:
+        with open(temporary, "w", newline="", encoding="utf-8") as stream:
+            writer = csv.DictWriter(stream, columns)
+            writer.writeheader()
+            writer.writerows(table)
+
+
+def _write_table_json(path: str, table: list[dict]) -> None:
+    import json
+    from pathlib import Path
+
+    from ._atomic import atomic_target
+
+    with atomic_target(Path(path)) as temporary:
+        temporary.write_text(json.dumps(table, indent=1, default=str), encoding="utf-8")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    try:
+        print(write_report(args.folder))
+    except (OSError, ValueError) as error:
+        print(f"ctexplore report: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 
@@ -199,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_scan(args)
         if args.command == "preprocess":
             return _run_preprocess(args)
+        if args.command == "report":
+            return _run_report(args)
         return _run_sample(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
