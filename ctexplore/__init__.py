@@ -45,7 +45,7 @@ _EXPORTS = {
     "plot_orthogonal": "plotting",
     "max_intensity_projection": "plotting",
     "view": "viewer",
-    "preprocess": "pipeline",
+    "preprocess": "batch",
     "iter_volumes": "pipeline",
     "PreprocessOptions": "pipeline",
     "sample_study": "datasets",

@@ -122,7 +122,7 @@ def _options(args: argparse.Namespace):  # -> PreprocessOptions
 
 
 def _run_preprocess(args: argparse.Namespace) -> int:
-    from .pipeline import preprocess
+    from .batch import preprocess
 
     try:
         summary = preprocess(

@@ -13,17 +13,9 @@ from batch_data import MARKER_MM, write_dataset
 from ctexplore import DicomError, scan
 from ctexplore.export import load_npz
 from ctexplore.phantom import write_series
-from ctexplore.pipeline import (
-    ALREADY_DONE,
-    MANIFEST_COLUMNS,
-    PreprocessOptions,
-    find_studies,
-    iter_volumes,
-    output_name,
-    parse_rule,
-    preprocess,
-    select_series,
-)
+from ctexplore.batch import ALREADY_DONE, MANIFEST_COLUMNS, preprocess
+from ctexplore.pipeline import PreprocessOptions, iter_volumes, output_name
+from ctexplore.selection import find_studies, parse_rule, select_series
 
 FAST = PreprocessOptions(spacing=(4.0, 4.0, 4.0))
 
