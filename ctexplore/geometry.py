@@ -9,13 +9,12 @@ of every output voxel centre), and nothing is ever moved in the patient.
 
 from __future__ import annotations
 
-import itertools
 from typing import Any, Sequence
 
 import numpy as np
 from scipy import ndimage
 
-from .volume import AIR_HU, Volume, affine_spacing
+from .volume import AIR_HU, Volume, affine_spacing, patient_axes
 
 __all__ = ["correct_tilt", "resample", "body_mask", "crop_to_head", "reorient", "AIR_HU"]
 
@@ -540,12 +539,8 @@ def reorient(volume: Volume, axes: str = "SPL") -> Volume:
     axes = axes.upper()
     if len(axes) != 3 or sorted(_AXIS_LETTERS[a][0] for a in axes if a in _AXIS_LETTERS) != [0, 1, 2]:
         raise ValueError(f"axes must name x, y and z once each, e.g. 'SPL' or 'LPS', got {axes!r}")
-    directions = volume.affine[:3, :3] / np.linalg.norm(volume.affine[:3, :3], axis=0)
-    # array axis order whose directions best match the requested patient axes
-    best = max(
-        itertools.permutations(range(3)),
-        key=lambda perm: sum(abs(directions[_AXIS_LETTERS[axes[d]][0], perm[d]]) for d in range(3)),
-    )
+    by_patient = patient_axes(volume.affine)
+    best = tuple(by_patient[_AXIS_LETTERS[letter][0]] for letter in axes)
     hu = np.transpose(volume.hu, best)
     padding = None if volume.padding is None else np.transpose(volume.padding, best)
     affine = volume.affine.copy()

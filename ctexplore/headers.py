@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DicomError
+from .volume import slice_normal
 
 __all__ = ["SliceHeader", "read_header", "read_header_or_reason", "CT_SOP_CLASSES"]
 
@@ -100,10 +101,7 @@ class SliceHeader:
         """Slice normal, row direction x column direction, or None without orientation."""
         if self.orientation is None:
             return None
-        row_dir = np.asarray(self.orientation[:3])
-        col_dir = np.asarray(self.orientation[3:])
-        normal = np.cross(row_dir, col_dir)
-        return normal / np.linalg.norm(normal)
+        return slice_normal(self.orientation[:3], self.orientation[3:])
 
 
 

@@ -23,7 +23,7 @@ from ._threads import in_threads
 from .headers import SliceHeader, read_header
 from .hounsfield import headers_to_hu, rescale_intercept, rescale_slope
 from .series import Series, SeriesIndex, group_series, scan
-from .volume import AIR_HU, Volume
+from .volume import AIR_HU, Volume, affine_normal, slice_normal
 
 __all__ = ["load_series"]
 
@@ -235,8 +235,7 @@ def _geometry(headers: list[SliceHeader]) -> dict[str, Any]:
         raise GeometryError(f"{where}: (0020,0032) Image Position (Patient) missing in {', '.join(missing[:5])}")
     row_dir = np.asarray(first.orientation[:3])
     col_dir = np.asarray(first.orientation[3:])
-    normal = np.cross(row_dir, col_dir)
-    normal /= np.linalg.norm(normal)
+    normal = slice_normal(row_dir, col_dir)
     ipp = np.array([h.position for h in headers], dtype=np.float64)
     positions = ipp @ normal
     affine = np.eye(4)
@@ -274,8 +273,7 @@ def _resample_uneven(
     fill_value: float,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
     """Linear interpolation along the stacking line onto a uniform grid spanning the same slab."""
-    normal = np.cross(affine[:3, 2], affine[:3, 1])
-    normal /= np.linalg.norm(normal)
+    normal = affine_normal(affine)
     span = float(positions[-1] - positions[0])
     # The largest step not above the smallest one that also lands on the last slice.
     intervals = int(np.ceil(span / float(np.diff(positions).min()) - 1e-3))
