@@ -106,11 +106,13 @@ def _options(args: argparse.Namespace):  # -> PreprocessOptions
         if len(args.spacing) not in (1, 3):
             raise ValueError(f"--spacing takes one or three values, got {len(args.spacing)}")
         spacing = tuple(args.spacing) * (3 if len(args.spacing) == 1 else 1)
-    window = None if args.window is None else (args.window[0] if len(args.window) == 1 else tuple(args.window))
+    window = args.window[0] if args.window is not None and len(args.window) == 1 else None
+    windows = tuple(args.window) if args.window is not None and len(args.window) > 1 else None
     return PreprocessOptions(
         spacing=spacing,
         shape=tuple(args.shape) if args.shape else None,
         window=window,
+        windows=windows,
         normalize=tuple(args.normalize) if args.normalize else None,
         crop=args.crop,
         order=args.order,

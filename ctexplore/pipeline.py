@@ -49,6 +49,13 @@ __all__ = [
 # ---------------------------------------------------------------------------- options and naming
 
 
+class _DefaultSpacing(tuple):  # type: ignore[type-arg]
+    """The default 1 mm spacing, told apart from an explicit ``spacing=(1, 1, 1)`` given with a shape."""
+
+
+_DEFAULT_SPACING = _DefaultSpacing((1.0, 1.0, 1.0))
+
+
 @dataclass(frozen=True)
 class PreprocessOptions:
     """How each chosen series is turned into an output file.
@@ -62,9 +69,12 @@ class PreprocessOptions:
     shape : 3 ints or None
         Output ``(slices, rows, cols)`` instead of a spacing; then `spacing`
         must be None or left at its default.
-    window : str, sequence of str, or None
-        Display window preset(s) from `ctexplore.WINDOWS` stored as the
-        ``processed`` array (several presets: a channels-first stack).
+    window : str, (center, width), or None
+        One display window (a preset name from `ctexplore.WINDOWS` or a
+        ``(center, width)`` pair in HU) stored as the ``processed`` array.
+    windows : sequence of str or (center, width), or None
+        Several windows stored as a channels-first ``processed`` stack
+        (`ctexplore.window_stack`), e.g. ``("brain", "subdural", "soft_tissue")``.
     normalize : (low, high) or None
         HU range scaled to [0, 1] as the ``processed`` array (instead of `window`).
     crop : bool, default False
@@ -97,12 +107,19 @@ class PreprocessOptions:
     >>> PreprocessOptions(window="brain", format="nifti")
     Traceback (most recent call last):
     ...
-    ValueError: format 'nifti' stores Hounsfield units only; use format 'npz' for window or normalize
+    ValueError: format 'nifti' stores Hounsfield units only; use format 'npz' for window, windows or normalize
+    >>> PreprocessOptions(window=(40, 80)).window
+    (40.0, 80.0)
+    >>> PreprocessOptions(window=("brain", "bone"))
+    Traceback (most recent call last):
+    ...
+    ValueError: window=('brain', 'bone'): one window is a preset name or (center, width); give several as windows=(...) for a channel stack
     """
 
-    spacing: tuple[float, float, float] | None = (1.0, 1.0, 1.0)
+    spacing: tuple[float, float, float] | None = _DEFAULT_SPACING
     shape: tuple[int, int, int] | None = None
-    window: str | tuple[str, ...] | None = None
+    window: str | tuple[float, float] | None = None
+    windows: tuple[str | tuple[float, float], ...] | None = None
     normalize: tuple[float, float] | None = None
     crop: bool = False
     order: int = 1
@@ -113,8 +130,8 @@ class PreprocessOptions:
 
     def __post_init__(self) -> None:
         if self.shape is not None:
-            if self.spacing is not None and tuple(self.spacing) != (1.0, 1.0, 1.0):
-                raise ValueError("give either spacing or shape, not both")
+            if self.spacing is not None and not isinstance(self.spacing, _DefaultSpacing):
+                raise ValueError(f"give either spacing or shape, not both (got spacing={self.spacing}, shape={self.shape})")
             self._set("spacing", None)
             shape = tuple(int(n) for n in self.shape)
             if len(shape) != 3 or min(shape) < 1:
@@ -125,25 +142,35 @@ class PreprocessOptions:
             if not (np.isfinite(spacing).all() and (spacing > 0).all()):
                 raise ValueError(f"spacing must be positive millimetres, got {self.spacing}")
             self._set("spacing", tuple(float(s) for s in spacing))
-        if self.window is not None:
-            from .intensity import WINDOWS
+        from .intensity import resolve_window
 
-            presets = (self.window,) if isinstance(self.window, str) else tuple(self.window)
-            unknown = [p for p in presets if p not in WINDOWS]
-            if unknown or not presets:
-                raise ValueError(f"unknown window preset(s) {unknown}; choose from {sorted(WINDOWS)}")
-            self._set("window", presets[0] if len(presets) == 1 else presets)
+        if self.window is not None:
+            if not isinstance(self.window, str) and any(isinstance(w, str) for w in self.window):
+                raise ValueError(
+                    f"window={self.window!r}: one window is a preset name or (center, width); "
+                    "give several as windows=(...) for a channel stack"
+                )
+            resolve_window(self.window)
+            if not isinstance(self.window, str):
+                self._set("window", resolve_window(self.window))
+        if self.windows is not None:
+            if isinstance(self.windows, str) or len(self.windows) == 0:
+                raise ValueError(f"windows must be a sequence of windows, one per channel, got {self.windows!r}")
+            settings = [resolve_window(w) for w in self.windows]
+            self._set("windows", tuple(w if isinstance(w, str) else s for w, s in zip(self.windows, settings)))
         if self.normalize is not None:
             low, high = (float(v) for v in self.normalize)
             if not high > low:
                 raise ValueError(f"normalize needs low < high, got {self.normalize}")
             self._set("normalize", (low, high))
-        if self.window is not None and self.normalize is not None:
-            raise ValueError("give either window or normalize, not both")
+        if sum(x is not None for x in (self.window, self.windows, self.normalize)) > 1:
+            raise ValueError("give one of window, windows or normalize")
         if self.format not in ("npz", "nifti"):
             raise ValueError(f"format must be 'npz' or 'nifti', not {self.format!r}")
-        if self.format == "nifti" and (self.window is not None or self.normalize is not None):
-            raise ValueError("format 'nifti' stores Hounsfield units only; use format 'npz' for window or normalize")
+        if self.format == "nifti" and (self.window, self.windows, self.normalize) != (None, None, None):
+            raise ValueError(
+                "format 'nifti' stores Hounsfield units only; use format 'npz' for window, windows or normalize"
+            )
         if self.on_uneven not in ("raise", "resample"):
             raise ValueError(f"on_uneven must be 'raise' or 'resample', not {self.on_uneven!r}")
         if self.hu_dtype not in ("int16", "float32"):
@@ -292,10 +319,10 @@ def preprocess_volume(volume: Volume, options: PreprocessOptions | None = None) 
     if options.crop and options.shape is None:
         volume = crop_to_head(volume)
     processed = None
-    if isinstance(options.window, str):
-        processed = window(volume.hu, preset=options.window)
-    elif options.window is not None:
-        processed = window_stack(volume.hu, options.window)
+    if options.window is not None:
+        processed = window(volume.hu, options.window)
+    elif options.windows is not None:
+        processed = window_stack(volume.hu, options.windows)
     elif options.normalize is not None:
         processed = normalize(volume.hu, *options.normalize)
     return volume, processed

@@ -273,6 +273,8 @@ def position_label(axis: str | None, millimetres: float) -> str:
 def window_setting(window: str | tuple[float, float]) -> tuple[float, float, str]:
     """``(center, width, label)`` of a preset name or a ``(center, width)`` pair in HU.
 
+    The window is checked by `ctexplore.intensity.resolve_window`; this adds the label.
+
     Examples
     --------
     >>> window_setting("brain")
@@ -280,24 +282,8 @@ def window_setting(window: str | tuple[float, float]) -> tuple[float, float, str
     >>> window_setting((50, 150))
     (50.0, 150.0, 'window 50/150')
     """
-    from .intensity import WINDOWS
+    from .intensity import resolve_window
 
-    if isinstance(window, str):
-        if window not in WINDOWS:
-            raise ValueError(
-                f"unknown window preset {window!r}; choose one of {sorted(WINDOWS)} "
-                "or give (center, width) in HU"
-            )
-        center, width = WINDOWS[window]
-        name = window
-    else:
-        try:
-            center, width = (float(value) for value in window)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"window must be a preset name or a (center, width) pair in HU, got {window!r}"
-            ) from None
-        name = "window"
-    if not width > 0:
-        raise ValueError(f"window width must be positive, got {width}")
+    center, width = resolve_window(window)
+    name = window if isinstance(window, str) else "window"
     return float(center), float(width), f"{name} {center:g}/{width:g}"

@@ -12,6 +12,7 @@ import pytest
 from batch_data import MARKER_MM, write_dataset
 from ctexplore import DicomError, scan
 from ctexplore.export import load_npz
+from ctexplore.intensity import window, window_stack
 from ctexplore.phantom import write_series
 from ctexplore.batch import ALREADY_DONE, MANIFEST_COLUMNS, preprocess
 from ctexplore.pipeline import PreprocessOptions, iter_volumes, output_name
@@ -82,9 +83,28 @@ class TestOptions:
         with pytest.raises(ValueError, match="either spacing or shape"):
             PreprocessOptions(spacing=(2, 2, 2), shape=(8, 8, 8))
 
+    def test_an_explicit_default_spacing_with_a_shape_is_refused(self):
+        # (1, 1, 1) equals the default, so a value comparison would silently drop it
+        with pytest.raises(ValueError, match="either spacing or shape"):
+            PreprocessOptions(spacing=(1.0, 1.0, 1.0), shape=(8, 8, 8))
+        assert PreprocessOptions(shape=(8, 8, 8)).spacing is None
+        assert PreprocessOptions().spacing == (1.0, 1.0, 1.0)
+
     def test_unknown_window_preset_is_refused(self):
         with pytest.raises(ValueError, match="unknown window preset"):
             PreprocessOptions(window="liver-ish")
+        with pytest.raises(ValueError, match="unknown window preset"):
+            PreprocessOptions(windows=("brain", "liver-ish"))
+
+    def test_a_window_is_a_preset_or_center_width_and_several_go_in_windows(self):
+        assert PreprocessOptions(window=(40, 80)).window == (40.0, 80.0)
+        assert PreprocessOptions(windows=("brain", (80, 200))).windows == ("brain", (80.0, 200.0))
+        with pytest.raises(ValueError, match="windows="):
+            PreprocessOptions(window=("brain", "bone"))
+        with pytest.raises(ValueError, match="positive"):
+            PreprocessOptions(window=(40, 0))
+        with pytest.raises(ValueError, match="one of window, windows or normalize"):
+            PreprocessOptions(window="brain", windows=("bone",))
 
 
 class TestPreprocess:
@@ -159,11 +179,18 @@ class TestPreprocess:
         ijk = np.rint(np.linalg.solve(image.affine, ras)[:3]).astype(int)
         assert image.get_fdata()[tuple(ijk)] > 2000
 
-    def test_window_option_stores_the_processed_array(self, dataset, tmp_path):
-        run(dataset, tmp_path, options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), window=("brain", "bone")))
+    def test_windows_option_stores_a_channel_stack(self, dataset, tmp_path):
+        run(dataset, tmp_path, options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), windows=("brain", "bone"), hu_dtype="float32"))
         volume, extras = load_npz(tmp_path / read_manifest(tmp_path)["CT THIN"]["output"])
         assert extras["processed"].shape == (2, *volume.shape)
-        assert 0.0 <= extras["processed"].min() and extras["processed"].max() <= 1.0
+        # the processed array is computed from the float32 HU stored beside it
+        assert np.allclose(extras["processed"], window_stack(volume.hu, ("brain", "bone")), atol=1e-6)
+
+    def test_a_center_width_window_stores_that_window(self, dataset, tmp_path):
+        run(dataset, tmp_path, options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), window=(40, 80), hu_dtype="float32"))
+        volume, extras = load_npz(tmp_path / read_manifest(tmp_path)["CT THIN"]["output"])
+        assert extras["processed"].shape == volume.shape
+        assert np.allclose(extras["processed"], window(volume.hu, "brain"), atol=1e-6)
 
     def test_rerun_keeps_finished_outputs_and_redoes_a_deleted_one(self, dataset, tmp_path):
         run(dataset, tmp_path)
