@@ -26,6 +26,7 @@ _EXPORTS = {
     "stored_to_hu": "hounsfield",
     "AIR_HU": "volume",
     "window": "intensity",
+    "resolve_window": "intensity",
     "WINDOWS": "intensity",
     "window_stack": "intensity",
     "normalize": "intensity",

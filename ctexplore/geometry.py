@@ -482,8 +482,9 @@ def crop_to_head(volume: Volume, margin_mm: float = 5.0, *, threshold: float = -
     affine = volume.affine.copy()
     affine[:3, 3] = volume.index_to_world([s.start for s in box_t])
     meta = dict(volume.meta)
-    if isinstance(meta.get("slice_positions"), (list, tuple)) and len(meta["slice_positions"]) == volume.shape[0]:
-        meta["slice_positions"] = list(meta["slice_positions"][box_t[0]])
+    positions = meta.pop("slice_positions", None)  # the reader stores an array, resample a list
+    if positions is not None and len(positions) == volume.shape[0]:
+        meta["slice_positions"] = [float(p) for p in np.asarray(positions, dtype=np.float64)[box_t[0]]]
     files = volume.files[box_t[0]] if len(volume.files) == volume.shape[0] else volume.files
     return Volume(
         volume.hu[box_t].copy(),
