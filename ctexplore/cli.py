@@ -126,17 +126,27 @@ def _options(args: argparse.Namespace):  # -> PreprocessOptions
 def _run_preprocess(args: argparse.Namespace) -> int:
     from .batch import preprocess
 
+    from .errors import DicomError
+
+    try:
+        options = _options(args)
+    except ValueError as error:  # contradictory or out-of-range options
+        print(f"ctexplore preprocess: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         summary = preprocess(
             args.input,
             args.output,
             rule=args.rule,
-            options=_options(args),
+            options=options,
             workers=args.workers,
             dask_address=args.dask,
             progress=not args.no_progress,
         )
-    except (OSError, ValueError) as error:  # missing input, unwritable output, unreachable dask scheduler
+    except DicomError as error:  # the data, not the command line, is at fault
+        print(f"ctexplore preprocess: error in the input data: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, ValueError) as error:  # missing input, output inside input, unreachable dask scheduler
         print(f"ctexplore preprocess: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     if not summary.rows:

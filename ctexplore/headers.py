@@ -106,7 +106,7 @@ class SliceHeader:
 
 
 # How the reasons for skipping a recognised but unusable CT image begin (see `SeriesIndex.damaged`).
-_DAMAGED_CT_REASONS = ("CT header without", "CT image without", "(7FE0,0010) Pixel Data holds")
+_DAMAGED_CT_REASONS = ("CT header without", "CT image without", "CT image with (", "(7FE0,0010) Pixel Data holds")
 
 
 
@@ -256,7 +256,15 @@ def _headers_from_dataset(
     bits_allocated = int(required("BitsAllocated", "(0028,0100)"))
     bits_stored = int(dataset.get("BitsStored", bits_allocated))
     pixel_representation = int(dataset.get("PixelRepresentation", 0))
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    frames = _int_or_none(dataset.get("NumberOfFrames"))
+    if frames is None:
+        frames = 1  # absent (or empty) in single-frame CT Image Storage files
+    elif frames < 1:
+        raise DicomError(
+            f"{path}: CT image with (0028,0008) Number of Frames {frames}; an image holds at least one "
+            "frame (PS3.3 C.7.6.6), so the header is malformed and its pixel layout unknown. If its Pixel "
+            "Data holds one frame, set Number of Frames to 1 (e.g. with pydicom) and scan again"
+        )
     common = dict(
         path=path,
         sop_class_uid=str(dataset.get("SOPClassUID", "")),

@@ -167,8 +167,16 @@ def _choose_series(source: Any, which: int | str | None) -> Series:
             GeometryWarning,
             stacklevel=3,
         )
+    listing = "\n".join(f"  [{i}] {s!r} key={s.key}" for i, s in enumerate(index.series))
     if which is not None:
-        return index[which]
+        try:
+            return index[which]
+        except (KeyError, IndexError):
+            raise SeriesSelectionError(
+                f"series={which!r}: {index.root} has no series with that "
+                + ("number" if isinstance(which, int) else "key or (0020,000E) Series Instance UID")
+                + f"; it holds {len(index.series)} series:\n{listing or '  (none)'}"
+            ) from None
     candidates = index.volumes or index.series
     if len(candidates) == 1:
         return candidates[0]
@@ -177,7 +185,6 @@ def _choose_series(source: Any, which: int | str | None) -> Series:
         raise SeriesSelectionError(
             f"no CT image series under {index.root}" + (f" (skipped: {reasons})" if reasons else "")
         )
-    listing = "\n".join(f"  [{i}] {s!r} key={s.key}" for i, s in enumerate(index.series))
     raise SeriesSelectionError(
         f"{index.root} holds {len(candidates)} image series"
         + (f" (and {len(index.series) - len(candidates)} localizer or single-image)" if len(index.series) > len(candidates) else "")

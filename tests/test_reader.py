@@ -368,3 +368,13 @@ class TestPydicomBundledFiles:
         assert len(index) == 0
         ((path, reason),) = index.skipped
         assert path.name == "mr.dcm" and "MR Image Storage" in reason and "is not a CT image" in reason
+
+
+def test_a_wrong_series_argument_names_what_is_there(tmp_path):
+    write_study(tmp_path)
+    index = scan(tmp_path)
+    with pytest.raises(SeriesSelectionError, match="no series with that key") as caught:
+        load_series(tmp_path, series="1.2.3.no-such-uid")
+    assert index[0].key in str(caught.value)
+    with pytest.raises(SeriesSelectionError, match="no series with that number"):
+        load_series(index, series=len(index))
