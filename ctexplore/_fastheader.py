@@ -40,9 +40,7 @@ _JPEG_FAMILY_PREFIX = "1.2.840.10008.1.2.4."
 _RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 
 # Explicit VRs with 2 reserved bytes and a 4-byte length (PS3.5 Table 7.1-1).
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
-)
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"})
 _SHORT_VRS = frozenset(
     {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"PN",
      b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}

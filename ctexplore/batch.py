@@ -48,13 +48,10 @@ MANIFEST_COLUMNS = (
 )
 
 
-
 ALREADY_DONE = "already done"
 
 
-
 _MANIFEST_INTERVAL_S = 2.0
-
 
 
 @dataclass(frozen=True)
@@ -65,7 +62,6 @@ class _Task:
     record: dict[str, Any]
 
 
-
 @dataclass(frozen=True)
 class _TaskResult:
     key: str
@@ -73,7 +69,6 @@ class _TaskResult:
     reason: str
     seconds: float
     peak_rss_bytes: int | None
-
 
 
 def _peak_rss_bytes() -> int | None:
@@ -87,7 +82,6 @@ def _peak_rss_bytes() -> int | None:
     return None
 
 
-
 def _run_task(task: _Task) -> _TaskResult:
     """Process one series in a worker; every failure becomes a result, never a lost task."""
     start = time.perf_counter()
@@ -99,7 +93,6 @@ def _run_task(task: _Task) -> _TaskResult:
     except Exception as error:  # recorded, not swallowed: the manifest shows type and message
         status, reason = "failed", f"{type(error).__name__}: {error}"
     return _TaskResult(task.series.key, status, reason, time.perf_counter() - start, _peak_rss_bytes())
-
 
 
 @dataclass
@@ -117,10 +110,18 @@ class ManifestRow:
     output: str = ""
 
     @classmethod
-    def of(cls, series: Series, status: str = "pending", reason: str = "", output: str = "") -> "ManifestRow":
-        return cls(series.patient_id, series.study_uid, series.uid, series.series_number,
-                   series.description, series.n_images, status, reason, output)
-
+    def of(cls, series: Series, status: str = "pending", reason: str = "", output: str = "") -> ManifestRow:
+        return cls(
+            series.patient_id,
+            series.study_uid,
+            series.uid,
+            series.series_number,
+            series.description,
+            series.n_images,
+            status,
+            reason,
+            output,
+        )
 
 
 @dataclass
@@ -158,10 +159,11 @@ class Summary:
         if self.already_done:
             extras.append(f"{self.already_done} already done")
         if self.skipped_files:
-            extras.append(f"{len(self.skipped_files)} files not CT images, listed in {self.manifest.parent / 'skipped_files.csv'}")
+            extras.append(
+                f"{len(self.skipped_files)} files not CT images, listed in {self.manifest.parent / 'skipped_files.csv'}"
+            )
         tail = f" ({'; '.join(extras)})" if extras else ""
         return f"{self.ok} ok, {self.skipped} skipped, {self.failed} failed{tail}"
-
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -175,10 +177,12 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
             writer.writerows(rows)
 
 
-
 def _write_manifest(path: Path, rows: Sequence[ManifestRow]) -> None:
-    _write_csv(path, MANIFEST_COLUMNS, [[getattr(row, c) if getattr(row, c) is not None else "" for c in MANIFEST_COLUMNS] for row in rows])
-
+    _write_csv(
+        path,
+        MANIFEST_COLUMNS,
+        [[getattr(row, c) if getattr(row, c) is not None else "" for c in MANIFEST_COLUMNS] for row in rows],
+    )
 
 
 def _check_locations(source: Path, output: Path) -> None:
@@ -196,7 +200,6 @@ def _check_locations(source: Path, output: Path) -> None:
             f"input {source} is inside the output {output}: patient folders written there could "
             "land in the input; choose an output folder that does not contain the input"
         )
-
 
 
 def preprocess(
@@ -328,11 +331,14 @@ def preprocess(
             close()  # cancels what has not started and waits for running workers
         for row in row_of.values():
             if row.status == "pending":
-                row.status, row.reason, row.output = "failed", "not run: the batch stopped early (interrupted, or the workers were unreachable)", ""
+                row.status, row.reason, row.output = (
+                    "failed",
+                    "not run: the batch stopped early (interrupted, or the workers were unreachable)",
+                    "",
+                )
         summary.process_seconds = time.perf_counter() - start
         _write_manifest(manifest, rows)
     return summary
-
 
 
 class _progress_bar:
@@ -357,12 +363,11 @@ class _progress_bar:
             self.bar.set_postfix_str(self._postfix(), refresh=False)
         self.bar.update(1)
 
-    def __enter__(self) -> "_progress_bar":
+    def __enter__(self) -> _progress_bar:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.bar.close()
-
 
 
 def _run_tasks(tasks: list[_Task], workers: int | None, dask_address: str | None) -> Iterator[_TaskResult]:
@@ -377,7 +382,6 @@ def _run_tasks(tasks: list[_Task], workers: int | None, dask_address: str | None
     if workers == 1 or len(tasks) == 1:
         return map(_run_task, tasks)
     return _run_on_pool(tasks, min(workers, len(tasks)))
-
 
 
 def _run_on_pool(tasks: list[_Task], workers: int) -> Iterator[_TaskResult]:
@@ -395,7 +399,6 @@ def _run_on_pool(tasks: list[_Task], workers: int) -> Iterator[_TaskResult]:
                 future.cancel()
 
 
-
 def _run_on_dask(tasks: list[_Task], address: str) -> Iterator[_TaskResult]:
     from distributed import Client, as_completed
 
@@ -407,7 +410,6 @@ def _run_on_dask(tasks: list[_Task], address: str) -> Iterator[_TaskResult]:
                 yield _result_or_failure(future, task_of[future.key])
         finally:
             client.cancel(futures)
-
 
 
 def _result_or_failure(future: Any, task: _Task) -> _TaskResult:

@@ -28,9 +28,7 @@ def _rule(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ctexplore`` (subcommands scan, preprocess, sample)."""
-    parser = argparse.ArgumentParser(
-        prog="ctexplore", description="Explore and preprocess CT scans stored as DICOM."
-    )
+    parser = argparse.ArgumentParser(prog="ctexplore", description="Explore and preprocess CT scans stored as DICOM.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     scan = commands.add_parser("scan", help="list the CT series under a folder and the files skipped")
@@ -59,30 +57,60 @@ def build_parser() -> argparse.ArgumentParser:
         "all, slices:N (exactly N images), description:REGEX (case-insensitive)",
     )
     grid = run.add_mutually_exclusive_group()
-    grid.add_argument("--spacing", type=float, nargs="+", metavar="MM",
-                      help="output voxel size in mm: one value (isotropic) or three "
-                      "(slice normal, rows, columns); default 1 1 1")
+    grid.add_argument(
+        "--spacing",
+        type=float,
+        nargs="+",
+        metavar="MM",
+        help="output voxel size in mm: one value (isotropic) or three (slice normal, rows, columns); default 1 1 1",
+    )
     grid.add_argument("--shape", type=int, nargs=3, metavar=("D", "H", "W"), help="output array shape instead")
-    grid.add_argument("--keep-spacing", action="store_true",
-                      help="keep the acquired voxel size (tilted series are still made orthogonal)")
+    grid.add_argument(
+        "--keep-spacing",
+        action="store_true",
+        help="keep the acquired voxel size (tilted series are still made orthogonal)",
+    )
     values = run.add_mutually_exclusive_group()
-    values.add_argument("--window", nargs="+", metavar="PRESET",
-                        help="store window preset(s) (brain, subdural, soft_tissue, bone, ...) "
-                        "as the 'processed' array; several give channels")
-    values.add_argument("--normalize", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                        help="store HU clipped to [LOW, HIGH] and scaled to [0, 1] as 'processed'")
-    run.add_argument("--crop", action=argparse.BooleanOptionalAction, default=False,
-                     help="crop to the head (default: no)")
-    run.add_argument("--order", type=int, default=1, choices=range(6), metavar="0..5",
-                     help="interpolation order (default 1, linear)")
+    values.add_argument(
+        "--window",
+        nargs="+",
+        metavar="PRESET",
+        help="store window preset(s) (brain, subdural, soft_tissue, bone, ...) "
+        "as the 'processed' array; several give channels",
+    )
+    values.add_argument(
+        "--normalize",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="store HU clipped to [LOW, HIGH] and scaled to [0, 1] as 'processed'",
+    )
+    run.add_argument(
+        "--crop", action=argparse.BooleanOptionalAction, default=False, help="crop to the head (default: no)"
+    )
+    run.add_argument(
+        "--order", type=int, default=1, choices=range(6), metavar="0..5", help="interpolation order (default 1, linear)"
+    )
     run.add_argument("--format", choices=("npz", "nifti"), default="npz", help="output format (default npz)")
-    run.add_argument("--hu-dtype", choices=("int16", "float32"), default="int16",
-                     help="stored HU: int16 rounds to whole HU (default; at most 0.5 HU off, far below "
-                     "CT noise; a third the file size), float32 keeps interpolated values")
-    run.add_argument("--compress", action=argparse.BooleanOptionalAction, default=True,
-                     help="zlib-compress .npz outputs (default: yes; compressing is most of the time per series)")
-    run.add_argument("--on-uneven", choices=("raise", "resample"), default="raise",
-                     help="uneven slice steps: fail the series (default) or interpolate")
+    run.add_argument(
+        "--hu-dtype",
+        choices=("int16", "float32"),
+        default="int16",
+        help="stored HU: int16 rounds to whole HU (default; at most 0.5 HU off, far below "
+        "CT noise; a third the file size), float32 keeps interpolated values",
+    )
+    run.add_argument(
+        "--compress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="zlib-compress .npz outputs (default: yes; compressing is most of the time per series)",
+    )
+    run.add_argument(
+        "--on-uneven",
+        choices=("raise", "resample"),
+        default="raise",
+        help="uneven slice steps: fail the series (default) or interpolate",
+    )
     where = run.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per core)")
     where.add_argument("--dask", metavar="ADDRESS", help="run on a dask.distributed scheduler, e.g. tcp://host:8786")
@@ -125,7 +153,6 @@ def _options(args: argparse.Namespace):  # -> PreprocessOptions
 
 def _run_preprocess(args: argparse.Namespace) -> int:
     from .batch import preprocess
-
     from .errors import DicomError
 
     try:
@@ -150,13 +177,18 @@ def _run_preprocess(args: argparse.Namespace) -> int:
         print(f"ctexplore preprocess: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     if not summary.rows:
-        print(f"ctexplore preprocess: no CT series found under {args.input} "
-              f"({len(summary.skipped_files)} files were not CT images)", file=sys.stderr)
+        print(
+            f"ctexplore preprocess: no CT series found under {args.input} "
+            f"({len(summary.skipped_files)} files were not CT images)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     for row in summary.rows:
         if row.status == "failed":
-            print(f"failed: {row.patient_id} series {row.series_number} {row.series_description!r}: {row.reason}",
-                  file=sys.stderr)
+            print(
+                f"failed: {row.patient_id} series {row.series_number} {row.series_description!r}: {row.reason}",
+                file=sys.stderr,
+            )
     print(f"manifest: {summary.manifest}")
     print(summary)
     return EXIT_FAILED if summary.failed else EXIT_OK

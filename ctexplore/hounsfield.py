@@ -28,11 +28,9 @@ def rescale_slope(header: SliceHeader) -> float:
     return 1.0 if header.rescale_slope is None else header.rescale_slope
 
 
-
 def rescale_intercept(header: SliceHeader) -> float:
     """(0028,1052) *Rescale Intercept*; 0 when absent (PS3.3 C.11.1)."""
     return 0.0 if header.rescale_intercept is None else header.rescale_intercept
-
 
 
 def padding_bounds(header: SliceHeader) -> tuple[float, float]:
@@ -43,7 +41,6 @@ def padding_bounds(header: SliceHeader) -> tuple[float, float]:
     if limit is None:
         return (header.padding_value, header.padding_value)
     return (min(header.padding_value, limit), max(header.padding_value, limit))
-
 
 
 def stored_to_hu(
@@ -137,17 +134,14 @@ def stored_to_hu(
     return hu, padding.result()
 
 
-
 def _fits_int16(slopes: np.ndarray, intercepts: np.ndarray, low: int, high: int) -> bool:
     ends = np.concatenate([slopes * low + intercepts, slopes * high + intercepts])
     return bool(ends.min() >= -32768 and ends.max() <= 32767)
 
 
-
 def _wrap_int16(numbers: np.ndarray) -> np.ndarray:
     """Whole numbers as int16 modulo 2**16 (e.g. an intercept of -40000 becomes 25536)."""
     return numbers.astype(np.int64).astype(np.int16)
-
 
 
 def _rescale_int16_block(hu: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, uniform: bool) -> None:
@@ -169,7 +163,6 @@ def _rescale_int16_block(hu: np.ndarray, slopes: np.ndarray, intercepts: np.ndar
     hu += intercepts[:, None, None]
 
 
-
 def _normalize_bits(stored: np.ndarray, bits_stored: int, signed: bool) -> None:
     """Mask bits above the high bit and sign-extend, in place."""
     bits = stored.dtype.itemsize * 8
@@ -183,7 +176,6 @@ def _normalize_bits(stored: np.ndarray, bits_stored: int, signed: bool) -> None:
     else:
         as_unsigned = stored.view(np.uint16 if bits == 16 else np.uint8)
         np.bitwise_and(as_unsigned, (1 << bits_stored) - 1, out=as_unsigned)
-
 
 
 class _PaddingMask:

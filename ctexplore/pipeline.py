@@ -110,10 +110,10 @@ class PreprocessOptions:
     ValueError: format 'nifti' stores Hounsfield units only; use format 'npz' for window, windows or normalize
     >>> PreprocessOptions(window=(40, 80)).window
     (40.0, 80.0)
-    >>> PreprocessOptions(window=("brain", "bone"))
+    >>> PreprocessOptions(window=("brain", "bone"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: window=('brain', 'bone'): one window is a preset name or (center, width); give several as windows=(...) for a channel stack
+    ValueError: window=('brain', 'bone'): one window is ...; give several as windows=(...) for a channel stack
     """
 
     spacing: tuple[float, float, float] | None = _DEFAULT_SPACING
@@ -131,7 +131,9 @@ class PreprocessOptions:
     def __post_init__(self) -> None:
         if self.shape is not None:
             if self.spacing is not None and not isinstance(self.spacing, _DefaultSpacing):
-                raise ValueError(f"give either spacing or shape, not both (got spacing={self.spacing}, shape={self.shape})")
+                raise ValueError(
+                    f"give either spacing or shape, not both (got spacing={self.spacing}, shape={self.shape})"
+                )
             self._set("spacing", None)
             shape = tuple(int(n) for n in self.shape)
             if len(shape) != 3 or min(shape) < 1:

@@ -135,9 +135,7 @@ def plane_geometry(volume: Volume, plane: str) -> PlaneGeometry:
 def _check_index(geometry: PlaneGeometry, index: int) -> int:
     index = int(index)
     if not 0 <= index < geometry.n_slices:
-        raise IndexError(
-            f"{geometry.plane} index {index} is outside 0..{geometry.n_slices - 1}"
-        )
+        raise IndexError(f"{geometry.plane} index {index} is outside 0..{geometry.n_slices - 1}")
     return index
 
 

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import DecodeError, GeometryError, GeometryWarning, SeriesSelectionError
 from ._threads import in_threads
+from .errors import DecodeError, GeometryError, GeometryWarning, SeriesSelectionError
 from .headers import SliceHeader, read_header
 from .hounsfield import headers_to_hu, rescale_intercept, rescale_slope
 from .series import Series, SeriesIndex, group_series, scan
@@ -120,8 +120,14 @@ def load_series(
                 message + ". A missing slice or a change of slice spacing cannot be stacked as a uniform "
                 "volume. Pass on_uneven='resample' to interpolate onto a uniform grid, or load another series."
             )
-        warnings.warn(message + "; resampled linearly onto a uniform grid from the first to the last slice.", GeometryWarning, stacklevel=2)
-        hu, padding, affine, positions = _resample_uneven(hu, padding, positions, geometry["stack_unit"], affine, fill_value)
+        warnings.warn(
+            message + "; resampled linearly onto a uniform grid from the first to the last slice.",
+            GeometryWarning,
+            stacklevel=2,
+        )
+        hu, padding, affine, positions = _resample_uneven(
+            hu, padding, positions, geometry["stack_unit"], affine, fill_value
+        )
     first = headers[0]
     meta = {
         "series_uid": first.series_uid,
@@ -187,7 +193,11 @@ def _choose_series(source: Any, which: int | str | None) -> Series:
         )
     raise SeriesSelectionError(
         f"{index.root} holds {len(candidates)} image series"
-        + (f" (and {len(index.series) - len(candidates)} localizer or single-image)" if len(index.series) > len(candidates) else "")
+        + (
+            f" (and {len(index.series) - len(candidates)} localizer or single-image)"
+            if len(index.series) > len(candidates)
+            else ""
+        )
         + "; pick one with "
         f"load_series(path, series=N) or load_series(ctexplore.scan(path)[N]):\n{listing}"
     )
@@ -214,11 +224,7 @@ def _drop_duplicates(headers: list[SliceHeader]) -> list[SliceHeader]:
             f"one (0020,0032) Image Position (Patient) {positions[0]:.2f} mm along the normal; this is not a "
             "volume (repeated acquisitions of one slice?). Load the files one at a time."
         )
-    pairs = [
-        f"{a.path.name} = {b.path.name}"
-        for a, b, dup in zip(headers[:-1], headers[1:], duplicate)
-        if dup
-    ]
+    pairs = [f"{a.path.name} = {b.path.name}" for a, b, dup in zip(headers[:-1], headers[1:], duplicate) if dup]
     warnings.warn(
         f"{headers[0].path.parent}: {int(duplicate.sum())} image(s) repeat a slice position already present "
         f"and were left out ({'; '.join(pairs)})",

@@ -256,9 +256,7 @@ class SeriesIndex:
         )
         skipped = ""
         if self.skipped:
-            items = "".join(
-                f"<li><code>{escape(str(p))}</code>: {escape(reason)}</li>" for p, reason in self.skipped
-            )
+            items = "".join(f"<li><code>{escape(str(p))}</code>: {escape(reason)}</li>" for p, reason in self.skipped)
             skipped = f"<details><summary>{len(self.skipped)} files skipped</summary><ul>{items}</ul></details>"
         return (
             f"<p><b>{len(self.series)} series</b> under <code>{escape(str(self.root))}</code></p>"
@@ -337,9 +335,7 @@ def group_series(headers: Iterable[SliceHeader]) -> list[Series]:
 
 def _geometry_key(header: SliceHeader) -> tuple[Any, ...]:
     orientation = (
-        None
-        if header.orientation is None
-        else tuple(round(v, _ORIENTATION_DECIMALS) + 0.0 for v in header.orientation)
+        None if header.orientation is None else tuple(round(v, _ORIENTATION_DECIMALS) + 0.0 for v in header.orientation)
     )
     return (orientation, header.rows, header.columns, header.is_localizer)
 

@@ -8,7 +8,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Volume", "affine_spacing", "affine_tilt", "affine_normal", "slice_normal", "axial_affine", "patient_axes", "AIR_HU"]
+__all__ = [
+    "Volume",
+    "affine_spacing",
+    "affine_tilt",
+    "affine_normal",
+    "slice_normal",
+    "axial_affine",
+    "patient_axes",
+    "AIR_HU",
+]
 
 #: Hounsfield value of air (by definition of the scale); the fill for voxels outside the scan.
 AIR_HU = -1000.0
@@ -241,9 +250,7 @@ class Volume:
             raise ValueError(f"affine must be 4x4, got shape {affine.shape}")
         object.__setattr__(self, "affine", affine)
         if self.padding is not None and self.padding.shape != self.hu.shape:
-            raise ValueError(
-                f"padding mask shape {self.padding.shape} differs from hu shape {self.hu.shape}"
-            )
+            raise ValueError(f"padding mask shape {self.padding.shape} differs from hu shape {self.hu.shape}")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -281,7 +288,7 @@ class Volume:
         inverse = np.linalg.inv(self.affine)
         return point @ inverse[:3, :3].T + inverse[:3, 3]
 
-    def with_hu(self, hu: np.ndarray, affine: np.ndarray | None = None, **changes: Any) -> "Volume":
+    def with_hu(self, hu: np.ndarray, affine: np.ndarray | None = None, **changes: Any) -> Volume:
         """A copy carrying a new array (and optionally a new affine); metadata kept."""
         if affine is None and hu.shape != self.hu.shape:
             raise ValueError("a new shape needs a new affine")

@@ -44,7 +44,12 @@ class TestWindow:
 
     def test_every_spelling_of_one_window_gives_the_same_result(self):
         expected = window(HU, "brain")
-        for out in (window(HU, (40, 80)), window(HU, preset="brain"), window(HU, 40, 80), window(HU, window=(40.0, 80.0))):
+        for out in (
+            window(HU, (40, 80)),
+            window(HU, preset="brain"),
+            window(HU, 40, 80),
+            window(HU, window=(40.0, 80.0)),
+        ):
             np.testing.assert_array_equal(out, expected)
 
     def test_clips_at_center_plus_minus_half_width(self):

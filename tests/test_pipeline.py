@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from batch_data import MARKER_MM, write_dataset
+
 from ctexplore import DicomError, scan
+from ctexplore.batch import ALREADY_DONE, MANIFEST_COLUMNS, preprocess
 from ctexplore.export import load_npz
 from ctexplore.intensity import window, window_stack
 from ctexplore.phantom import write_series
-from ctexplore.batch import ALREADY_DONE, MANIFEST_COLUMNS, preprocess
 from ctexplore.pipeline import PreprocessOptions, iter_volumes, output_name
 from ctexplore.selection import find_studies, parse_rule, select_series
 
@@ -66,8 +66,9 @@ class TestSelectSeries:
 
     def test_equal_spacing_is_broken_by_series_number_with_the_reason_recorded(self, tmp_path):
         for number, kernel in ((4, "BONE"), (2, "SOFT")):
-            write_series(tmp_path, n_slices=4, matrix=16, series_number=number, series_description=kernel,
-                         file_prefix=kernel)
+            write_series(
+                tmp_path, n_slices=4, matrix=16, series_number=number, series_description=kernel, file_prefix=kernel
+            )
         chosen, skipped = select_series(scan(tmp_path).series)
         assert [s.description for s in chosen] == ["SOFT"]
         assert "same slice spacing (5 mm) as series 2 'SOFT'" in skipped[0][1]
@@ -113,7 +114,12 @@ class TestPreprocess:
         rows = read_manifest(tmp_path)
         assert set(rows) == {"CT THIN", "CT 5mm", "SCOUT", "CT TILT", "CT PLAIN"}
         assert {d: r["status"] for d, r in rows.items()} == {
-            "CT THIN": "ok", "CT 5mm": "skipped", "SCOUT": "skipped", "CT TILT": "ok", "CT PLAIN": "failed"}
+            "CT THIN": "ok",
+            "CT 5mm": "skipped",
+            "SCOUT": "skipped",
+            "CT TILT": "ok",
+            "CT PLAIN": "failed",
+        }
         assert (summary.ok, summary.skipped, summary.failed) == (2, 2, 1)
         assert str(summary).startswith("2 ok, 2 skipped, 1 failed")
         for row in rows.values():
@@ -180,7 +186,11 @@ class TestPreprocess:
         assert image.get_fdata()[tuple(ijk)] > 2000
 
     def test_windows_option_stores_a_channel_stack(self, dataset, tmp_path):
-        run(dataset, tmp_path, options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), windows=("brain", "bone"), hu_dtype="float32"))
+        run(
+            dataset,
+            tmp_path,
+            options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), windows=("brain", "bone"), hu_dtype="float32"),
+        )
         volume, extras = load_npz(tmp_path / read_manifest(tmp_path)["CT THIN"]["output"])
         assert extras["processed"].shape == (2, *volume.shape)
         # the processed array is computed from the float32 HU stored beside it
@@ -251,8 +261,9 @@ class TestWorkers:
         distributed = pytest.importorskip("distributed")
         pool_out, dask_out = tmp_path / "pool", tmp_path / "dask"
         pool_summary = run(dataset, pool_out, workers=2)
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster:
+        with distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster:
             dask_summary = run(dataset, dask_out, dask_address=cluster.scheduler_address)
         assert read_manifest(pool_out) == read_manifest(dask_out)
         assert (pool_summary.ok, pool_summary.failed) == (dask_summary.ok, dask_summary.failed) == (2, 1)
@@ -283,8 +294,9 @@ class TestIterVolumes:
 def test_real_series_with_two_kernels_at_identical_positions(ct_data, tmp_path):
     source = ct_data / "lung-pet-ct-dx"
     before = sorted(source.rglob("*"))
-    summary = preprocess(source, tmp_path, options=PreprocessOptions(spacing=(8.0, 8.0, 8.0)),
-                         workers=2, progress=False)
+    summary = preprocess(
+        source, tmp_path, options=PreprocessOptions(spacing=(8.0, 8.0, 8.0)), workers=2, progress=False
+    )
     with open(tmp_path / "manifest.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == 4
@@ -302,8 +314,11 @@ def test_real_series_with_two_kernels_at_identical_positions(ct_data, tmp_path):
 class TestStoredValues:
     def test_hu_are_stored_as_int16_by_default_within_half_a_hu_of_float32(self, dataset, tmp_path):
         run(dataset, tmp_path / "int16", options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), normalize=(-100, 200)))
-        run(dataset, tmp_path / "float32", options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), normalize=(-100, 200),
-                                                                      hu_dtype="float32"))
+        run(
+            dataset,
+            tmp_path / "float32",
+            options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), normalize=(-100, 200), hu_dtype="float32"),
+        )
         name = read_manifest(tmp_path / "int16")["CT THIN"]["output"]
         rounded, extras16 = load_npz(tmp_path / "int16" / name)
         exact, extras32 = load_npz(tmp_path / "float32" / name)
@@ -365,8 +380,9 @@ class TestSafety:
         monkeypatch.setattr(ctexplore.reader, "load_series", load_then_interrupt)
         with pytest.raises(KeyboardInterrupt):
             run(dataset, tmp_path)
-        statuses = sorted((row["status"], row["reason"][:7]) for row in read_manifest(tmp_path).values()
-                          if row["status"] != "skipped")
+        statuses = sorted(
+            (row["status"], row["reason"][:7]) for row in read_manifest(tmp_path).values() if row["status"] != "skipped"
+        )
         assert statuses == [("failed", "not run"), ("failed", "not run"), ("ok", "")]
         assert not [p for p in tmp_path.rglob(".*") if p.is_file()]
 
