@@ -854,7 +854,7 @@ def write_enhanced_series(dest: str | os.PathLike[str], **kwargs: Any) -> Writte
     transfer_syntax = UID(kwargs.pop("transfer_syntax", ExplicitVRLittleEndian))
     # Write the classic slices into a scratch folder inside dest, then fold them into frames:
     # one code path computes geometry and pixels for both kinds of file.
-    scratch = dest / ".enhanced-scratch"
+    scratch = dest / f".enhanced-scratch-{uuid.uuid4().hex}"
     try:
         classic = write_series(scratch, shuffle=False, transfer_syntax=ExplicitVRLittleEndian, **kwargs)
         enhanced = _fold_into_enhanced(classic, dest, transfer_syntax)
@@ -1117,7 +1117,8 @@ def _write_atomically(
     file_meta: bool = True,
     media_storage: tuple[str, str] | None = None,
 ) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
+    # a unique name, so two writers filling one folder never share a temporary file
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     if file_meta:
         sop_class, sop_instance = media_storage or (ds.SOPClassUID, ds.SOPInstanceUID)
         meta = FileMetaDataset()
