@@ -49,6 +49,7 @@ CACHE_ENV = "CTEXPLORE_CACHE"
 
 SAMPLE_PATIENT_ID = "PHANTOM-001"
 STUDY_FOLDER = "Unknown Study"  # what CQ500 (and many anonymised exports) call the study folder
+TRUTH_FOLDER = "ground-truth"  # beside the study: labels and lesion volumes of the sample
 _MARKER = ".ctexplore-sample.json"
 # Bump when the sample layout changes in a way the phantom source hash does not capture.
 _SAMPLE_FORMAT = 1
@@ -146,7 +147,9 @@ def sample_study(
     Returns
     -------
     pathlib.Path
-        ``<dest>/<patient_id>/Unknown Study``.
+        ``<dest>/<patient_id>/Unknown Study``. The ground truth of each image
+        series (label masks as npz, lesion volumes in mL as JSON) sits beside
+        it in ``<dest>/<patient_id>/ground-truth/``, outside the scanned folder.
 
     Examples
     --------
@@ -165,7 +168,8 @@ def sample_study(
     def write(patient_folder: Path) -> None:
         from .phantom import write_study
 
-        write_study(patient_folder / STUDY_FOLDER, patient_id=patient_id, seed=seed)
+        write_study(patient_folder / STUDY_FOLDER, patient_id=patient_id, seed=seed,
+                    truth_folder=patient_folder / TRUTH_FOLDER)
 
     patient_folder = _write_cached(root / patient_id, params, write, overwrite=overwrite)
     return patient_folder / STUDY_FOLDER
@@ -278,9 +282,9 @@ def _generator_fingerprint() -> dict[str, Any]:
     """What the written bytes depend on besides the arguments."""
     import pydicom
 
-    from . import phantom
+    from . import headmodel, phantom
 
-    source = Path(phantom.__file__).read_bytes()
+    source = Path(phantom.__file__).read_bytes() + Path(headmodel.__file__).read_bytes()
     return {
         "format": _SAMPLE_FORMAT,
         "phantom_sha256": hashlib.sha256(source).hexdigest(),

@@ -34,6 +34,8 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import format_number_as_ds
 
+from .headmodel import ImageFormation, correlated_noise, form_image, head_labels, lesion_volumes_ml
+
 __all__ = [
     "CT_IMAGE_STORAGE",
     "ENHANCED_CT_IMAGE_STORAGE",
@@ -47,6 +49,9 @@ __all__ = [
     "write_localizer",
     "write_study",
     "write_enhanced_series",
+    "default_study_series",
+    "full_size_series",
+    "SAMPLE_IMAGE_FORMATION",
 ]
 
 CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
@@ -236,6 +241,9 @@ class WrittenSeries:
     marker_radius : float
     description : str
     transfer_syntax : str
+    image_formation : ImageFormation or None
+        How the realistic head model (`ctexplore.headmodel`) was imaged; None
+        when the pixels sample the simple `phantom_hu` at pixel centres.
     """
 
     folder: Path
@@ -258,6 +266,7 @@ class WrittenSeries:
     description: str = ""
     transfer_syntax: str = ExplicitVRLittleEndian
     meta: dict[str, Any] = field(default_factory=dict)
+    image_formation: ImageFormation | None = None
 
     @property
     def normal(self) -> np.ndarray:
@@ -278,6 +287,52 @@ class WrittenSeries:
         outside = _outside_fov(self.shape[1:], self.pixel_spacing, self.fov_diameter)
         return np.broadcast_to(outside, self.shape)
 
+    def _noise_free_slice(self, k: int) -> np.ndarray:
+        centres = self.pixel_centres(k)
+        if self.image_formation is None:
+            return phantom_hu(centres, markers=self.markers, marker_radius=self.marker_radius)
+        row_step = self.pixel_spacing[0] * self.orientation[3:]
+        col_step = self.pixel_spacing[1] * self.orientation[:3]
+        thickness = self.meta["slice_thickness"] * self.normal
+        return form_image(centres, row_step, col_step, thickness, self.image_formation)
+
+    def labels(self) -> np.ndarray:
+        """Ground-truth label of every voxel centre, ``(slices, rows, cols)`` uint8 (see `ctexplore.headmodel.LABELS`).
+
+        Needs a series written with an `image_formation` (the realistic head).
+        """
+        if self.image_formation is None:
+            raise ValueError("labels exist for series written with image_formation= (the realistic head model)")
+        return head_labels(self.pixel_centres(), self.image_formation.lesions)
+
+    def lesion_volumes_ml(self) -> dict[str, float]:
+        """Volume in mL of each lesion at the written grid: label voxel count x voxel volume."""
+        plane_step = abs(float(np.diff(self.slice_positions).mean())) if self.shape[0] > 1 else self.meta["slice_thickness"]
+        voxel = float(self.pixel_spacing[0] * self.pixel_spacing[1]) * plane_step
+        return lesion_volumes_ml(self.labels(), voxel)
+
+    def write_truth(self, folder: str | os.PathLike[str]) -> tuple[Path, Path]:
+        """Save the labels (``<folder>/<series uid>_labels.npz``: ``labels``, ``affine``, label ``names``)
+        and lesion volumes (``..._lesions.json``, mL), each written atomically."""
+        import json
+
+        from .headmodel import LABELS
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = folder / f"{self.description.replace(' ', '_')}_{self.series_uid[-12:]}"
+        npz, report = stem.with_name(stem.name + "_labels.npz"), stem.with_name(stem.name + "_lesions.json")
+        temporary = npz.with_name(f".{npz.name}.{uuid.uuid4().hex}.tmp")
+        with open(temporary, "wb") as handle:
+            np.savez_compressed(handle, labels=self.labels(), affine=self.affine if self.affine is not None else np.eye(4),
+                                names=np.array(list(LABELS)))
+        os.replace(temporary, npz)
+        temporary = report.with_name(f".{report.name}.{uuid.uuid4().hex}.tmp")
+        temporary.write_text(json.dumps({"series_uid": self.series_uid, "description": self.description,
+                                         "volumes_ml": self.lesion_volumes_ml()}, indent=2))
+        os.replace(temporary, report)
+        return npz, report
+
     def expected_hu(self, *, quantized: bool = False, fill_value: float = AIR_HU) -> np.ndarray:
         """The noise-free truth of the written grid, recomputed on demand.
 
@@ -295,7 +350,7 @@ class WrittenSeries:
         outside = _outside_fov(self.shape[1:], self.pixel_spacing, self.fov_diameter)
         low, high = self.meta["stored_range"]
         for k in range(self.shape[0]):
-            hu = phantom_hu(self.pixel_centres(k), markers=self.markers, marker_radius=self.marker_radius)
+            hu = self._noise_free_slice(k)
             if quantized:
                 slope, intercept = self.rescale_slopes[k], self.rescale_intercepts[k]
                 stored = np.clip(np.rint((hu - intercept) / slope), low, high)
@@ -346,6 +401,7 @@ def write_series(
     slice_thickness: float | None = None,
     bogus_spacing_between_slices: float | None = None,
     convolution_kernel: str = "H30s",
+    image_formation: ImageFormation | None = None,
 ) -> WrittenSeries:
     """Write the phantom as one axial CT series, one CT Image Storage file per slice.
 
@@ -428,6 +484,11 @@ def write_series(
         value (the blog's header says 21.893 for 0.625 mm slices) to test that
         a reader ignores it.
     convolution_kernel : str, default "H30s"
+    image_formation : ImageFormation, optional
+        Image the realistic head of `ctexplore.headmodel` (partial volume, slice
+        profile of `slice_thickness`, correlated noise, lesions) instead of
+        sampling `phantom_hu` at the pixel centres. Then `noise` and `markers`
+        must be left at their defaults.
 
     Returns
     -------
@@ -550,8 +611,19 @@ def write_series(
         junk_mask = ((row_index + 2 * col_index) % 5 == 0) & ~outside
     dtype = np.dtype(np.int16 if signed else np.uint16)
 
+    if image_formation is not None and (noise or markers):
+        raise ValueError("image_formation sets the noise and has no markers: leave noise=0 and markers=()")
+    thickness = float(_ds_value(slice_thickness if slice_thickness is not None else slice_spacing))
     for k in range(n_slices):
-        hu = phantom_hu(in_plane + image_positions[k], markers=markers, marker_radius=marker_radius)
+        if image_formation is not None:
+            hu = form_image(in_plane + image_positions[k], spacing[0] * col_dir, spacing[1] * row_dir,
+                            thickness * normal, image_formation)
+            if image_formation.noise_sd > 0:
+                hu += correlated_noise(hu.shape, image_formation.noise_sd,
+                                       image_formation.noise_correlation_mm / float(min(spacing)),
+                                       np.random.default_rng([seed, 11, k]))
+        else:
+            hu = phantom_hu(in_plane + image_positions[k], markers=markers, marker_radius=marker_radius)
         if noise > 0:
             hu = hu + np.random.default_rng([seed, 11, k]).normal(0.0, noise, hu.shape).astype(np.float32)
         stored = np.clip(np.rint((hu - intercepts[k]) / slopes[k]), low, high)
@@ -625,7 +697,9 @@ def write_series(
             "series_number": series_number,
             "frame_of_reference_uid": frame_of_reference_uid,
             "instance_numbers": tuple(int(i) + 1 for i in instance_order),
+            "slice_thickness": thickness,
         },
+        image_formation=image_formation,
     )
 
 
@@ -743,16 +817,34 @@ def write_localizer(
     )
 
 
+SAMPLE_IMAGE_FORMATION = ImageFormation(supersample=2, slice_samples=3)
+"""How the sample study images the realistic head: coarse enough to write in seconds."""
+
+
 def default_study_series() -> list[dict[str, Any]]:
     """The series `write_study` writes by default: `write_series` keyword arguments each."""
+    realistic = SAMPLE_IMAGE_FORMATION
     return [
         dict(series_description="HEAD THIN 2.5mm", series_number=2, n_slices=72, slice_spacing=2.5,
-             matrix=96, file_prefix="THIN"),
+             matrix=96, file_prefix="THIN", image_formation=realistic),
         dict(series_description="HEAD 5mm", series_number=3, n_slices=36, slice_spacing=5.0,
-             matrix=96, file_prefix="THICK"),
+             matrix=96, file_prefix="THICK", image_formation=realistic),
         dict(series_description="HEAD TILT 20deg", series_number=4, n_slices=36, slice_spacing=5.0,
-             gantry_tilt=20.0, matrix=96, file_prefix="TILT"),
+             gantry_tilt=20.0, matrix=96, file_prefix="TILT", image_formation=realistic),
     ]
+
+
+def full_size_series() -> dict[str, Any]:
+    """`write_series` arguments for a full-size head: 512 x 512 pixels of 0.45 mm, 0.625 mm slices.
+
+    Examples
+    --------
+    >>> options = full_size_series()
+    >>> options["matrix"], options["slice_spacing"], options["n_slices"]
+    (512, 0.625, 256)
+    """
+    return dict(series_description="HEAD 0.625mm", n_slices=256, slice_spacing=0.625, matrix=512,
+                file_prefix="FULL", image_formation=ImageFormation(supersample=2, slice_samples=1))
 
 
 def write_study(
@@ -763,6 +855,7 @@ def write_study(
     series: Sequence[dict[str, Any]] | None = None,
     localizer: bool = True,
     non_images: bool = True,
+    truth_folder: str | os.PathLike[str] | None = None,
 ) -> list[WrittenSeries]:
     """Write several series of one patient and study into one folder, as a scanner export.
 
@@ -789,6 +882,10 @@ def write_study(
         a zero-byte ``EMPTY.dcm``, a ``README.txt``, a Secondary Capture "exam
         summary" ``SUMMARY.dcm`` that shares the series UID of the last image
         series, and a ``DICOMDIR`` (Media Storage Directory Storage).
+    truth_folder : path-like, optional
+        Save each realistic series' ground truth here (`WrittenSeries.write_truth`):
+        labels as npz and lesion volumes as JSON. Keep it outside `dest`, so a
+        scan of the study sees only what a scanner writes.
 
     Returns
     -------
@@ -815,6 +912,8 @@ def write_study(
     for i, kwargs in enumerate(series if series is not None else default_study_series(), start=1):
         options = {"shuffle": True, "file_prefix": f"S{i}_", "seed": seed * 100 + i, **kwargs, **common}
         written.append(write_series(dest, **options))
+        if truth_folder is not None and written[-1].image_formation is not None:
+            written[-1].write_truth(truth_folder)
     if localizer:
         written.append(write_localizer(dest, seed=seed, **common))
     if non_images:
