@@ -1,4 +1,4 @@
-"""Regenerate the README pictures in docs/images/ from the package's own phantom series.
+"""Regenerate the README pictures in docs/images/ from the package's realistic phantom head.
 
 Run: ``python docs/make_images.py`` (add ``--no-viewer`` to skip the browser screenshot)
 
@@ -26,6 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import ctexplore  # noqa: E402
+from ctexplore.headmodel import ImageFormation  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "docs" / "images"
@@ -48,8 +49,10 @@ def main() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory() as tmp:
+        # the realistic head (ctexplore.headmodel) with its lesions, partial volume and CT noise
         series = ctexplore.write_series(
-            Path(tmp) / "phantom", n_slices=36, matrix=256, slice_spacing=5.0, noise=4.0
+            Path(tmp) / "phantom", n_slices=36, matrix=256, slice_spacing=5.0,
+            image_formation=ImageFormation(supersample=2, slice_samples=3),
         )
         volume = ctexplore.load_series(series.folder)
     written = [
