@@ -526,7 +526,7 @@ class _ResumableDownloader:
         self.timeout = timeout
 
     def __call__(self, url: str, output_file: str, pooch: Any = None) -> None:
-        import requests
+        import http.client
 
         try:
             # The second attempt, without a Range, runs when the first cannot resume.
@@ -535,14 +535,16 @@ class _ResumableDownloader:
                 if not self._attempt(url, resume=False):
                     raise DownloadError(f"{url} answered a request for the whole file with a part "
                                         "of it; cannot download from this server.", url)
-        except requests.exceptions.RequestException as error:
+        # urllib's connection errors and timeouts are OSErrors; a cut-off body is an HTTPException
+        except (OSError, http.client.HTTPException) as error:
             raise _offline_error(url, error, self.part) from None
         os.replace(self.part, output_file)
         self.validator_file.unlink(missing_ok=True)
 
     def _attempt(self, url: str, *, resume: bool) -> bool:
         """One request; False where the server's answer does not continue our part."""
-        import requests
+        import urllib.error
+        import urllib.request
 
         offset = self.part.stat().st_size if resume and self.part.exists() else 0
         validator = self._read_validator()
@@ -553,14 +555,18 @@ class _ResumableDownloader:
             headers["If-Range"] = validator
         else:
             offset = 0
-        with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as response:
-            if response.status_code == 416:
+        try:
+            response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=self.timeout)
+        except urllib.error.HTTPError as error:  # an HTTP error status is an answer too
+            response = error
+        with response:
+            if response.status == 416:
                 # Nothing beyond what we hold: complete if the sizes agree.
                 total = _content_range_total(response.headers.get("Content-Range", ""))
                 return offset > 0 and total == offset
             _raise_for_status(response, url)
             start = 0
-            if response.status_code == 206:
+            if response.status == 206:
                 start = _content_range_start(response.headers.get("Content-Range", ""))
                 if start != offset:
                     return False
@@ -586,7 +592,7 @@ class _ResumableDownloader:
             with open(self.part, "r+b" if start else "wb") as out:
                 out.seek(start)
                 out.truncate()
-                for chunk in response.iter_content(chunk_size=_CHUNK):
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
                     out.write(chunk)
                     if bar is not None:
                         bar.update(len(chunk))
@@ -595,9 +601,10 @@ class _ResumableDownloader:
                 bar.close()
         received = self.part.stat().st_size
         if total is not None and received != total:
+            url = response.geturl()
             raise DownloadError(
-                f"{response.url} ended after {received} of {total} bytes. The part is kept in "
-                f"{self.part}: call again to resume.", response.url)
+                f"{url} ended after {received} of {total} bytes. The part is kept in "
+                f"{self.part}: call again to resume.", url)
 
     def _read_validator(self) -> str | None:
         try:
@@ -628,11 +635,11 @@ def _content_range_total(value: str) -> int:
 
 
 def _raise_for_status(response: Any, url: str) -> None:
-    if response.status_code < 400:
+    if response.status < 400:
         return
-    hint = " (no such file: check the patient number)" if response.status_code == 404 else ""
+    hint = " (no such file: check the patient number)" if response.status == 404 else ""
     raise DownloadError(
-        f"{url} answered HTTP {response.status_code} {response.reason}{hint}. "
+        f"{url} answered HTTP {response.status} {response.reason}{hint}. "
         f"To use a mirror, set {CQ500_URL_ENV} or pass base_url=.", url)
 
 
