@@ -96,6 +96,9 @@ class TestLesionTruth:
         # brain window (40/80): compare with the soft tissue around, not the skull or CSF
         around &= (volume.hu > 15) & (volume.hu < 50)
         assert volume.hu[mask].mean() - volume.hu[around].mean() > 8.0, lesion
+        for preset, least in (("brain", 0.1), ("subdural", 0.04)):  # brighter on screen, in both windows
+            shown = ct.window(volume.hu, preset=preset)
+            assert shown[mask].mean() - shown[around].mean() > least, (lesion, preset)
 
     def test_fracture_is_a_gap_in_the_bone_window(self, noisy):
         written, volume = noisy
