@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["HEAD_CT_STUDIES", "HeadCTStudy", "fetch_head_ct", "read_registry", "BASE_URL_ENV"]
+__all__ = ["BASE_URL_ENV", "HEAD_CT_STUDIES", "HeadCTStudy", "fetch_head_ct", "read_registry"]
 
 BASE_URL_ENV = "CTEXPLORE_HEAD_CT_URL"
 _DCM_QA_CT = "https://raw.githubusercontent.com/neurolabusc/dcm_qa_ct/d03e30e4c5c8ad07bf16422b96efc3e91e233dc5/"

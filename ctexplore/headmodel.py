@@ -41,10 +41,10 @@ __all__ = [
     "LESIONS",
     "TISSUE_HU",
     "ImageFormation",
-    "head_labels",
-    "head_hu",
-    "form_image",
     "correlated_noise",
+    "form_image",
+    "head_hu",
+    "head_labels",
     "lesion_volumes_ml",
 ]
 

@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -30,28 +31,33 @@ from pydicom.uid import (
     JPEG2000Lossless,
     JPEGLSLossless,
     RLELossless,
-    UID,
 )
 from pydicom.valuerep import format_number_as_ds
 
-from .headmodel import ImageFormation, correlated_noise, form_image, head_labels, lesion_volumes_ml
+from .headmodel import (
+    ImageFormation,
+    correlated_noise,
+    form_image,
+    head_labels,
+    lesion_volumes_ml,
+)
 
 __all__ = [
     "CT_IMAGE_STORAGE",
     "ENHANCED_CT_IMAGE_STORAGE",
-    "SECONDARY_CAPTURE_STORAGE",
     "MEDIA_STORAGE_DIRECTORY_STORAGE",
-    "SUPPORTED_TRANSFER_SYNTAXES",
     "NON_IMAGE_FILES",
+    "SAMPLE_IMAGE_FORMATION",
+    "SECONDARY_CAPTURE_STORAGE",
+    "SUPPORTED_TRANSFER_SYNTAXES",
     "WrittenSeries",
-    "phantom_hu",
-    "write_series",
-    "write_localizer",
-    "write_study",
-    "write_enhanced_series",
     "default_study_series",
     "full_size_series",
-    "SAMPLE_IMAGE_FORMATION",
+    "phantom_hu",
+    "write_enhanced_series",
+    "write_localizer",
+    "write_series",
+    "write_study",
 ]
 
 CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")

@@ -23,10 +23,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import ctexplore  # noqa: E402
-from ctexplore.headmodel import ImageFormation  # noqa: E402
+import ctexplore
+from ctexplore.headmodel import ImageFormation
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "docs" / "images"

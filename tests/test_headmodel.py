@@ -9,11 +9,18 @@ import pytest
 from scipy import ndimage
 
 import ctexplore as ct
-from ctexplore.headmodel import LABELS, LESIONS, TISSUE_HU, ImageFormation, correlated_noise, head_labels
+from ctexplore.headmodel import (
+    LABELS,
+    LESIONS,
+    TISSUE_HU,
+    ImageFormation,
+    correlated_noise,
+    head_labels,
+)
 from ctexplore.phantom import write_series, write_study
 
 # 2 mm slices over the brain at 1.8 mm pixels: every lesion is hit by several voxels.
-GRID = dict(n_slices=48, matrix=128, slice_spacing=2.0)
+GRID = {"n_slices": 48, "matrix": 128, "slice_spacing": 2.0}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +51,7 @@ class TestHeadLabels:
             head_labels(np.zeros(3), lesions=["stroke"])
 
     def test_brain_range_holds_many_distinct_values_when_imaged(self, noisy):
-        written, volume = noisy
+        _, volume = noisy
         brain = (volume.hu > 0) & (volume.hu < 80)
         assert len(np.unique(volume.hu[brain])) > 50
 
@@ -56,7 +63,7 @@ class TestImageFormation:
         np.testing.assert_array_equal(volume.hu[inside], written.expected_hu(quantized=True)[inside])
 
     def test_partial_volume_gives_values_between_tissues_at_edges(self, exact):
-        written, volume = exact
+        _, volume = exact
         values = set(np.unique(np.rint(volume.hu)).tolist())
         pure = set(TISSUE_HU.tolist())
         assert len(values - pure) > 100  # mixtures at every edge, not only the tissue table
@@ -118,7 +125,7 @@ class TestLesionTruth:
 
 
 def test_study_truth_is_saved_beside_the_dicom(tmp_path):
-    series = [dict(n_slices=12, matrix=48, slice_spacing=5.0, image_formation=ImageFormation(noise_sd=0))]
+    series = [{"n_slices": 12, "matrix": 48, "slice_spacing": 5.0, "image_formation": ImageFormation(noise_sd=0)}]
     written = write_study(tmp_path / "study", series=series, truth_folder=tmp_path / "truth")
     npz = next((tmp_path / "truth").glob("*_labels.npz"))
     report = json.loads(next((tmp_path / "truth").glob("*_lesions.json")).read_text())
