@@ -282,9 +282,9 @@ def _generator_fingerprint() -> dict[str, Any]:
     """What the written bytes depend on besides the arguments."""
     import pydicom
 
-    from . import headmodel, phantom
+    from . import dicomwriter, headmodel, phantom
 
-    source = Path(phantom.__file__).read_bytes() + Path(headmodel.__file__).read_bytes()
+    source = b"".join(Path(module.__file__).read_bytes() for module in (phantom, headmodel, dicomwriter))
     return {
         "format": _SAMPLE_FORMAT,
         "phantom_sha256": hashlib.sha256(source).hexdigest(),
