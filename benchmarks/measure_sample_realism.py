@@ -35,7 +35,9 @@ def brain_noise_sd(hu: np.ndarray, patch: int = 5) -> float:
 
 def describe(name: str, hu: np.ndarray) -> dict[str, float]:
     brain = hu[(hu >= 0) & (hu <= 80)]
-    numbers = {"distinct 0..80 HU": len(np.unique(brain)), "noise SD (HU)": brain_noise_sd(hu)}
+    wide = hu[(hu >= -20) & (hu <= 120)]
+    numbers = {"distinct 0..80 HU": len(np.unique(brain)), "distinct -20..120 HU": len(np.unique(wide)),
+               "noise SD (HU)": brain_noise_sd(hu)}
     print(f"{name:28s} " + ", ".join(f"{k}: {v:.1f}" for k, v in numbers.items()))
     return numbers
 
