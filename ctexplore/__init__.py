@@ -52,6 +52,8 @@ _EXPORTS = {
     "sample_study": "datasets",
     "sample_dataset": "datasets",
     "fetch_cq500": "datasets",
+    "fetch_head_ct": "fetch",
+    "ImageFormation": "headmodel",
     "write_series": "phantom",
     "write_study": "phantom",
 }
