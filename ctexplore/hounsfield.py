@@ -122,7 +122,7 @@ def stored_to_hu(
         # Each block is masked, rescaled and filled while it sits in cache.
         block = slice(start, start + _BLOCK_SLICES)
         mask = padding.find(block)
-        if fits:
+        if slopes_int16 is not None and intercepts_int16 is not None:
             _rescale_int16_block(hu[block], slopes_int16[block], intercepts_int16[block], uniform_rescale)
         else:
             np.multiply(values[block], slopes[block, None, None].astype(np.float32), out=hu[block])
