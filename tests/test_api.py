@@ -36,4 +36,4 @@ def test_names_that_moved_are_still_importable_from_their_old_module(old_path, n
 
 def test_a_misspelt_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'preprocesss'"):
-        importlib.import_module("ctexplore.pipeline").preprocesss
+        getattr(importlib.import_module("ctexplore.pipeline"), "preprocesss")  # noqa: B009
