@@ -82,6 +82,11 @@ def stored_to_hu(
         Where padding was found; a read-only broadcast of one 2-D mask when
         every slice has the same padding, to save memory.
 
+    See Also
+    --------
+    headers_to_hu : the same, with the parameters read from each slice's header.
+    ctexplore.load_series : reads the files and calls this.
+
     Examples
     --------
     Padding is matched on stored values, before the rescale:

@@ -170,6 +170,11 @@ def window(
     width, irrelevant for a network and for the eye, and the symmetric form is
     the one papers and models quote.
 
+    See Also
+    --------
+    resolve_window : the one check of a window argument.
+    window_stack : several windows as channels.
+
     Examples
     --------
     >>> import numpy as np

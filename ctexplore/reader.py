@@ -85,6 +85,11 @@ def load_series(
         A slice cannot be decoded: truncated file, missing decoder plugin, a
         transfer syntax no Python decoder handles.
 
+    See Also
+    --------
+    ctexplore.scan : find the series under a folder first.
+    ctexplore.hounsfield.stored_to_hu : the stored value -> HU step (PS3.3 C.11.1 Modality LUT).
+
     Examples
     --------
     >>> import tempfile
