@@ -189,7 +189,8 @@ def _parse(buffer: bytes) -> FastHeader:
     _check_encoding_guess(buffer, position, implicit)
     raw, pixel = _walk_dataset(buffer, position, implicit)
     values = _decode(raw, implicit)
-    pixel_value_at, pixel_length = pixel
+    pixel_value_at: int | None = pixel[0]
+    pixel_length: int | None = pixel[1]
     if syntax not in _NATIVE_SYNTAXES or pixel_length == _UNDEFINED:
         pixel_value_at = pixel_length = None
     return FastHeader(
@@ -440,8 +441,8 @@ def _decode_integer(data: bytes, text_codec: str) -> int | str | list[int | str]
         return None
     try:
         # "12.0" and "12.5" pydicom converts its own way (IS, ISfloat): decline those.
-        items = data.decode("latin-1").rstrip(" \0").split("\\")
-        items = [int(item) if item.strip() else item for item in items]
+        texts = data.decode("latin-1").rstrip(" \0").split("\\")
+        items: list[int | str] = [int(text) if text.strip() else text for text in texts]
     except ValueError:
         raise _Decline from None
     return items[0] if len(items) == 1 else items

@@ -127,13 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _options(args: argparse.Namespace):  # -> PreprocessOptions
     from .pipeline import PreprocessOptions
 
-    spacing: tuple[float, ...] | None = (1.0, 1.0, 1.0)
+    spacing: tuple[float, float, float] | None = (1.0, 1.0, 1.0)
     if args.keep_spacing or args.shape:
         spacing = None
     elif args.spacing:
         if len(args.spacing) not in (1, 3):
             raise ValueError(f"--spacing takes one or three values, got {len(args.spacing)}")
-        spacing = tuple(args.spacing) * (3 if len(args.spacing) == 1 else 1)
+        first, *rest = args.spacing
+        spacing = (first, first, first) if not rest else (first, rest[0], rest[1])
     window = args.window[0] if args.window is not None and len(args.window) == 1 else None
     windows = tuple(args.window) if args.window is not None and len(args.window) > 1 else None
     return PreprocessOptions(

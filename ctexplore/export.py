@@ -141,7 +141,7 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray], compress: bool) -> Non
             entry.external_attr = 0o644 << 16
             entry.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
             # the entry's own level (public `compress_level` from Python 3.13, which keeps this alias)
-            entry._compresslevel = _NPZ_COMPRESS_LEVEL
+            entry._compresslevel = _NPZ_COMPRESS_LEVEL  # type: ignore[attr-defined]
             with archive.open(entry, "w", force_zip64=True) as stream:
                 np.lib.format.write_array(stream, np.asanyarray(array), allow_pickle=False)
 

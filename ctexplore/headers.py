@@ -250,7 +250,7 @@ def _headers_from_dataset(
             "frame (PS3.3 C.7.6.6), so the header is malformed and its pixel layout unknown. If its Pixel "
             "Data holds one frame, set Number of Frames to 1 (e.g. with pydicom) and scan again"
         )
-    common = dict(
+    common: dict[str, Any] = dict(
         path=path,
         sop_class_uid=str(dataset.get("SOPClassUID", "")),
         sop_instance_uid=str(dataset.get("SOPInstanceUID", "")),

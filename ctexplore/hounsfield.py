@@ -82,6 +82,11 @@ def stored_to_hu(
         Where padding was found; a read-only broadcast of one 2-D mask when
         every slice has the same padding, to save memory.
 
+    See Also
+    --------
+    headers_to_hu : the same, with the parameters read from each slice's header.
+    ctexplore.load_series : reads the files and calls this.
+
     Examples
     --------
     Padding is matched on stored values, before the rescale:
@@ -122,7 +127,7 @@ def stored_to_hu(
         # Each block is masked, rescaled and filled while it sits in cache.
         block = slice(start, start + _BLOCK_SLICES)
         mask = padding.find(block)
-        if fits:
+        if slopes_int16 is not None and intercepts_int16 is not None:
             _rescale_int16_block(hu[block], slopes_int16[block], intercepts_int16[block], uniform_rescale)
         else:
             np.multiply(values[block], slopes[block, None, None].astype(np.float32), out=hu[block])

@@ -68,7 +68,7 @@ def _scale_into(values: np.ndarray, low: float, high: float, out: np.ndarray, to
     scratch = None if buffer else np.empty(min(_BLOCK, flat_in.size), np.float32)
     for start in range(0, flat_in.size, _BLOCK):
         stop = min(start + _BLOCK, flat_in.size)
-        block = flat_out[start:stop] if buffer else scratch[: stop - start]
+        block = flat_out[start:stop] if scratch is None else scratch[: stop - start]
         np.subtract(flat_in[start:stop], low32, out=block, dtype=np.float32)
         np.multiply(block, scale, out=block)
         np.clip(block, 0.0, top, out=block)
@@ -169,6 +169,11 @@ def window(
     of a display; the difference is half a HU in the centre and one HU in the
     width, irrelevant for a network and for the eye, and the symmetric form is
     the one papers and models quote.
+
+    See Also
+    --------
+    resolve_window : the one check of a window argument.
+    window_stack : several windows as channels.
 
     Examples
     --------

@@ -49,7 +49,7 @@ __all__ = [
 # ---------------------------------------------------------------------------- options and naming
 
 
-class _DefaultSpacing(tuple):  # type: ignore[type-arg]
+class _DefaultSpacing(tuple[float, float, float]):
     """The default 1 mm spacing, told apart from an explicit ``spacing=(1, 1, 1)`` given with a shape."""
 
 

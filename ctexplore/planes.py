@@ -169,7 +169,7 @@ def slice_image(hu: np.ndarray, geometry: PlaneGeometry, index: int) -> np.ndarr
            [ 0,  1,  2,  3]], dtype=int16)
     """
     index = _check_index(geometry, index)
-    cut: list[object] = [slice(None)] * 3
+    cut: list[int | slice] = [slice(None)] * 3
     cut[geometry.slice_axis] = index
     image = hu[tuple(cut)]
     if geometry.vertical_axis > geometry.horizontal_axis:

@@ -85,6 +85,11 @@ def load_series(
         A slice cannot be decoded: truncated file, missing decoder plugin, a
         transfer syntax no Python decoder handles.
 
+    See Also
+    --------
+    ctexplore.scan : find the series under a folder first.
+    ctexplore.hounsfield.stored_to_hu : the stored value -> HU step (PS3.3 C.11.1 Modality LUT).
+
     Examples
     --------
     >>> import tempfile
@@ -365,7 +370,7 @@ def _read_stored(headers: list[SliceHeader]) -> np.ndarray:
 
 
 def _read_native(header: SliceHeader, target: np.ndarray) -> None:
-    buffer = memoryview(target).cast("B")
+    buffer = target.data.cast("B")
     with open(header.path, "rb") as handle:
         handle.seek(header.pixel_offset)  # type: ignore[arg-type]
         got = handle.readinto(buffer)
@@ -417,7 +422,7 @@ def _require_decoder(header: SliceHeader, syntax: Any) -> None:
             "or `dcmdjpeg in.dcm out.dcm`."
         ) from None
     if not decoder.is_available:
-        missing = "; ".join(f"{name}: {', '.join(deps)}" for name, deps in decoder.missing_dependencies)
+        missing = "; ".join(decoder.missing_dependencies)  # pydicom gives one sentence per plugin
         raise DecodeError(
             f"{header.path}: transfer syntax {syntax.name} ({syntax}) needs a decoder plugin that is not "
             f"installed ({missing}). Install one, e.g. `pip install pylibjpeg pylibjpeg-libjpeg "

@@ -119,6 +119,10 @@ def select_series(
     chosen : list of Series
     skipped : list of (Series, reason)
 
+    See Also
+    --------
+    ctexplore.preprocess : applies the rule to every study of a data set.
+
     Examples
     --------
     >>> import tempfile

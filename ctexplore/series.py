@@ -283,6 +283,11 @@ def scan(path: str | os.PathLike[str], *, workers: int | None = None) -> SeriesI
         that is not a readable CT image is in ``index.skipped`` as
         ``(path, reason)``.
 
+    See Also
+    --------
+    ctexplore.load_series : one series to a `Volume`.
+    ctexplore.headers.read_header : one file's header, as `scan` reads it.
+
     Examples
     --------
     >>> import tempfile

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "Volume",
@@ -23,7 +24,7 @@ __all__ = [
 AIR_HU = -1000.0
 
 
-def slice_normal(row_direction: np.ndarray, column_direction: np.ndarray) -> np.ndarray:
+def slice_normal(row_direction: ArrayLike, column_direction: ArrayLike) -> np.ndarray:
     """Unit normal of an image plane: row direction x column direction.
 
     The row and column directions are the two halves of (0020,0037) *Image
@@ -255,7 +256,8 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         """``(slices, rows, cols)``."""
-        return self.hu.shape  # type: ignore[return-value]
+        slices, rows, cols = self.hu.shape
+        return (slices, rows, cols)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
