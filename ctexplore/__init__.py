@@ -43,6 +43,7 @@ _EXPORTS = {
     "plot_orthogonal": "plotting",
     "max_intensity_projection": "plotting",
     "view": "viewer",
+    "save_viewer_html": "viewer",
     "preprocess": "pipeline",
     "iter_volumes": "pipeline",
     "PreprocessOptions": "pipeline",
