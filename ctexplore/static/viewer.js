@@ -405,6 +405,9 @@ export function createViewer(model, root) {
   });
   panelsBox.addEventListener("pointermove", (event) => {
     const plane = planeAt(event);
+    // keys follow the pointer: over the picture they step its slices, not the notebook
+    if (plane && document.activeElement !== root) root.focus({ preventScroll: true });
+    if (plane) activePlane = plane;
     if (plane && vol && !drag) {
       const px = pixelAt(plane, event);
       hover = px ? { plane, voxel: voxelAt(plane, px[0], px[1]) } : null;
