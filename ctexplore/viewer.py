@@ -35,20 +35,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "PLANES",
-    "ViewerState",
     "CTViewer",
-    "save_viewer_html",
-    "display_volume",
+    "ViewerState",
     "decimation_factors",
-    "view",
     "display_range",
-    "render_slice",
+    "display_size",
+    "display_volume",
     "encode_png",
     "hu_at",
-    "display_size",
-    "readout_text",
     "plane_geometry",
+    "readout_text",
+    "render_slice",
+    "save_viewer_html",
     "slice_image",
+    "view",
 ]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -442,7 +442,6 @@ if anywidget is not None:
             self.volume = shown  # the page's copy; the same array when no conversion was needed
             self.overlays = _as_overlays(volume, overlays)
             if shown.shape != volume.shape:
-                steps = [-(-a // b) for a, b in zip(volume.shape, shown.shape)]
                 steps = decimation_factors(volume.shape, 2, max_bytes)
                 cut = tuple(slice(None, None, s) for s in steps)
                 self.overlays = [(n, a[cut]) for n, a in self.overlays]
@@ -575,7 +574,6 @@ def save_viewer_html(
         "convention": "radiological", "opacity": 0.4, "overlay_visible": [True] * len(named),
         "measurements": [],
     }
-    fake = CTViewer.__new__(CTViewer) if anywidget is not None else None
     blobs = [np.ascontiguousarray(shown.hu).tobytes()]
     has_padding = shown.padding is not None and bool(shown.padding.any())
     if has_padding:
@@ -584,7 +582,6 @@ def save_viewer_html(
     for i, (overlay_name, array) in enumerate(named):
         blobs.append(np.ascontiguousarray(array, np.uint8).tobytes())
         overlay_info.append({"name": overlay_name, "colours": [[0, 0, 0], list(_OVERLAY_COLOURS[i % 6])]})
-    del fake
     message = {"type": "volume", "padding": has_padding, "overlays": overlay_info}
     script = (_STATIC_DIR / "viewer.js").read_text().replace("export default { render };", "")
     script = script.replace("export function createViewer", "function createViewer")
@@ -641,7 +638,7 @@ def view(
     layout: str = "three",
     opacity: float = 0.4,
     max_bytes: int = FULL_RESOLUTION_BYTES,
-) -> "CTViewer":
+) -> CTViewer:
     """CT viewer that runs in the browser (display the returned widget).
 
     Parameters

@@ -19,10 +19,10 @@ from ctexplore._planes import (
 )
 from ctexplore.viewer import (
     CTViewer,
-    display_volume,
     ViewerState,
     display_range,
     display_size,
+    display_volume,
     encode_png,
     hu_at,
     readout_text,
