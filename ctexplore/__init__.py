@@ -46,6 +46,7 @@ _EXPORTS = {
     "plot_orthogonal": "plotting",
     "max_intensity_projection": "plotting",
     "view": "viewer",
+    "save_viewer_html": "viewer",
     "preprocess": "batch",
     "iter_volumes": "pipeline",
     "PreprocessOptions": "pipeline",
