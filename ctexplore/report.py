@@ -52,7 +52,8 @@ def write_report(folder: str | os.PathLike[str]) -> Path:
     --------
     >>> import tempfile
     >>> from ctexplore.phantom import write_series
-    >>> from ctexplore.pipeline import preprocess, PreprocessOptions
+    >>> from ctexplore.batch import preprocess
+    >>> from ctexplore.pipeline import PreprocessOptions
     >>> data, out = tempfile.mkdtemp(), tempfile.mkdtemp()
     >>> _ = write_series(data, n_slices=4, matrix=16, patient_id="CQ500-CT-1")
     >>> _ = preprocess(data, out, options=PreprocessOptions(spacing=(4, 4, 4)), workers=1, progress=False)
