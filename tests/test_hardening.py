@@ -38,3 +38,19 @@ def test_rows_larger_than_encoded_frame_is_our_error_not_an_abort(tmp_path, synt
     assert "(0028,0010) Rows" in result.stdout and "48 x 48" in result.stdout
     with pytest.raises(DecodeError, match=r"is 48 x 48 pixels"):
         load_series(tmp_path / "s")
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "tag"),
+    [("NumberOfFrames", 2_000_000_000, "(0028,0008)"), ("Rows", 0, "(0028,0010)"), ("BitsAllocated", 0, "(0028,0100)"), ("BitsStored", 0, "(0028,0101)")],
+)
+def test_absurd_counts_are_skipped_with_the_tag_not_allocated(tmp_path, keyword, value, tag):
+    from ctexplore.series import scan
+
+    written = write_series(tmp_path / "s", n_slices=2, matrix=16, transfer_syntax=JPEGLSLossless if keyword == "NumberOfFrames" else pydicom.uid.ExplicitVRLittleEndian)
+    dataset = pydicom.dcmread(written.files[0])
+    setattr(dataset, keyword, value)
+    dataset.save_as(written.files[0])
+    index = scan(tmp_path / "s", workers=1)
+    reasons = dict(index.skipped)
+    assert written.files[0] in reasons and tag in reasons[written.files[0]], index.skipped
