@@ -54,3 +54,19 @@ def test_absurd_counts_are_skipped_with_the_tag_not_allocated(tmp_path, keyword,
     index = scan(tmp_path / "s", workers=1)
     reasons = dict(index.skipped)
     assert written.files[0] in reasons and tag in reasons[written.files[0]], index.skipped
+
+
+def test_named_pipe_is_skipped_with_a_reason_not_read(tmp_path):
+    import os
+
+    from ctexplore.series import scan
+
+    write_series(tmp_path / "s", n_slices=2, matrix=16)
+    pipe = tmp_path / "s" / "pipe.dcm"
+    os.mkfifo(pipe)
+    code = f"from ctexplore.series import scan\nprint(len(scan({str(tmp_path / 's')!r}, workers=1).skipped))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "1", result.stderr
+    index = scan(tmp_path / "s", workers=1)
+    assert index.skipped == [(pipe, "not a regular file (named pipe, socket or device); not read")]
+    assert index[0].n_images == 2
