@@ -45,7 +45,8 @@ def write_studies(count: int) -> Path:
 
 
 def run(root: Path, workers: int) -> dict[str, float]:
-    from ctexplore.pipeline import PreprocessOptions, preprocess
+    from ctexplore.batch import preprocess
+    from ctexplore.pipeline import PreprocessOptions
 
     with tempfile.TemporaryDirectory() as output:
         start = time.perf_counter()

@@ -23,7 +23,6 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-
 @contextmanager
 def atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` when the block succeeds."""

@@ -40,9 +40,7 @@ _JPEG_FAMILY_PREFIX = "1.2.840.10008.1.2.4."
 _RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 
 # Explicit VRs with 2 reserved bytes and a 4-byte length (PS3.5 Table 7.1-1).
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
-)
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"})
 _SHORT_VRS = frozenset(
     {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"PN",
      b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
@@ -191,7 +189,8 @@ def _parse(buffer: bytes) -> FastHeader:
     _check_encoding_guess(buffer, position, implicit)
     raw, pixel = _walk_dataset(buffer, position, implicit)
     values = _decode(raw, implicit)
-    pixel_value_at, pixel_length = pixel
+    pixel_value_at: int | None = pixel[0]
+    pixel_length: int | None = pixel[1]
     if syntax not in _NATIVE_SYNTAXES or pixel_length == _UNDEFINED:
         pixel_value_at = pixel_length = None
     return FastHeader(
@@ -442,8 +441,8 @@ def _decode_integer(data: bytes, text_codec: str) -> int | str | list[int | str]
         return None
     try:
         # "12.0" and "12.5" pydicom converts its own way (IS, ISfloat): decline those.
-        items = data.decode("latin-1").rstrip(" \0").split("\\")
-        items = [int(item) if item.strip() else item for item in items]
+        texts = data.decode("latin-1").rstrip(" \0").split("\\")
+        items: list[int | str] = [int(text) if text.strip() else text for text in texts]
     except ValueError:
         raise _Decline from None
     return items[0] if len(items) == 1 else items

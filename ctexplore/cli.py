@@ -28,9 +28,7 @@ def _rule(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ctexplore`` (subcommands scan, preprocess, sample)."""
-    parser = argparse.ArgumentParser(
-        prog="ctexplore", description="Explore and preprocess CT scans stored as DICOM."
-    )
+    parser = argparse.ArgumentParser(prog="ctexplore", description="Explore and preprocess CT scans stored as DICOM.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     scan = commands.add_parser("scan", help="list the CT series under a folder and the files skipped")
@@ -59,30 +57,60 @@ def build_parser() -> argparse.ArgumentParser:
         "all, slices:N (exactly N images), description:REGEX (case-insensitive)",
     )
     grid = run.add_mutually_exclusive_group()
-    grid.add_argument("--spacing", type=float, nargs="+", metavar="MM",
-                      help="output voxel size in mm: one value (isotropic) or three "
-                      "(slice normal, rows, columns); default 1 1 1")
+    grid.add_argument(
+        "--spacing",
+        type=float,
+        nargs="+",
+        metavar="MM",
+        help="output voxel size in mm: one value (isotropic) or three (slice normal, rows, columns); default 1 1 1",
+    )
     grid.add_argument("--shape", type=int, nargs=3, metavar=("D", "H", "W"), help="output array shape instead")
-    grid.add_argument("--keep-spacing", action="store_true",
-                      help="keep the acquired voxel size (tilted series are still made orthogonal)")
+    grid.add_argument(
+        "--keep-spacing",
+        action="store_true",
+        help="keep the acquired voxel size (tilted series are still made orthogonal)",
+    )
     values = run.add_mutually_exclusive_group()
-    values.add_argument("--window", nargs="+", metavar="PRESET",
-                        help="store window preset(s) (brain, subdural, soft_tissue, bone, ...) "
-                        "as the 'processed' array; several give channels")
-    values.add_argument("--normalize", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                        help="store HU clipped to [LOW, HIGH] and scaled to [0, 1] as 'processed'")
-    run.add_argument("--crop", action=argparse.BooleanOptionalAction, default=False,
-                     help="crop to the head (default: no)")
-    run.add_argument("--order", type=int, default=1, choices=range(6), metavar="0..5",
-                     help="interpolation order (default 1, linear)")
+    values.add_argument(
+        "--window",
+        nargs="+",
+        metavar="PRESET",
+        help="store window preset(s) (brain, subdural, soft_tissue, bone, ...) "
+        "as the 'processed' array; several give channels",
+    )
+    values.add_argument(
+        "--normalize",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="store HU clipped to [LOW, HIGH] and scaled to [0, 1] as 'processed'",
+    )
+    run.add_argument(
+        "--crop", action=argparse.BooleanOptionalAction, default=False, help="crop to the head (default: no)"
+    )
+    run.add_argument(
+        "--order", type=int, default=1, choices=range(6), metavar="0..5", help="interpolation order (default 1, linear)"
+    )
     run.add_argument("--format", choices=("npz", "nifti"), default="npz", help="output format (default npz)")
-    run.add_argument("--hu-dtype", choices=("int16", "float32"), default="int16",
-                     help="stored HU: int16 rounds to whole HU (default; at most 0.5 HU off, far below "
-                     "CT noise; a third the file size), float32 keeps interpolated values")
-    run.add_argument("--compress", action=argparse.BooleanOptionalAction, default=True,
-                     help="zlib-compress .npz outputs (default: yes; compressing is most of the time per series)")
-    run.add_argument("--on-uneven", choices=("raise", "resample"), default="raise",
-                     help="uneven slice steps: fail the series (default) or interpolate")
+    run.add_argument(
+        "--hu-dtype",
+        choices=("int16", "float32"),
+        default="int16",
+        help="stored HU: int16 rounds to whole HU (default; at most 0.5 HU off, far below "
+        "CT noise; a third the file size), float32 keeps interpolated values",
+    )
+    run.add_argument(
+        "--compress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="zlib-compress .npz outputs (default: yes; compressing is most of the time per series)",
+    )
+    run.add_argument(
+        "--on-uneven",
+        choices=("raise", "resample"),
+        default="raise",
+        help="uneven slice steps: fail the series (default) or interpolate",
+    )
     where = run.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per core)")
     where.add_argument("--dask", metavar="ADDRESS", help="run on a dask.distributed scheduler, e.g. tcp://host:8786")
@@ -99,18 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
 def _options(args: argparse.Namespace):  # -> PreprocessOptions
     from .pipeline import PreprocessOptions
 
-    spacing: tuple[float, ...] | None = (1.0, 1.0, 1.0)
+    spacing: tuple[float, float, float] | None = (1.0, 1.0, 1.0)
     if args.keep_spacing or args.shape:
         spacing = None
     elif args.spacing:
         if len(args.spacing) not in (1, 3):
             raise ValueError(f"--spacing takes one or three values, got {len(args.spacing)}")
-        spacing = tuple(args.spacing) * (3 if len(args.spacing) == 1 else 1)
-    window = None if args.window is None else (args.window[0] if len(args.window) == 1 else tuple(args.window))
+        first, *rest = args.spacing
+        spacing = (first, first, first) if not rest else (first, rest[0], rest[1])
+    window = args.window[0] if args.window is not None and len(args.window) == 1 else None
+    windows = tuple(args.window) if args.window is not None and len(args.window) > 1 else None
     return PreprocessOptions(
         spacing=spacing,
         shape=tuple(args.shape) if args.shape else None,
         window=window,
+        windows=windows,
         normalize=tuple(args.normalize) if args.normalize else None,
         crop=args.crop,
         order=args.order,
@@ -122,29 +153,43 @@ def _options(args: argparse.Namespace):  # -> PreprocessOptions
 
 
 def _run_preprocess(args: argparse.Namespace) -> int:
-    from .pipeline import preprocess
+    from .batch import preprocess
+    from .errors import DicomError
 
+    try:
+        options = _options(args)
+    except ValueError as error:  # contradictory or out-of-range options
+        print(f"ctexplore preprocess: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         summary = preprocess(
             args.input,
             args.output,
             rule=args.rule,
-            options=_options(args),
+            options=options,
             workers=args.workers,
             dask_address=args.dask,
             progress=not args.no_progress,
         )
-    except (OSError, ValueError) as error:  # missing input, unwritable output, unreachable dask scheduler
+    except DicomError as error:  # the data, not the command line, is at fault
+        print(f"ctexplore preprocess: error in the input data: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, ValueError) as error:  # missing input, output inside input, unreachable dask scheduler
         print(f"ctexplore preprocess: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     if not summary.rows:
-        print(f"ctexplore preprocess: no CT series found under {args.input} "
-              f"({len(summary.skipped_files)} files were not CT images)", file=sys.stderr)
+        print(
+            f"ctexplore preprocess: no CT series found under {args.input} "
+            f"({len(summary.skipped_files)} files were not CT images)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     for row in summary.rows:
         if row.status == "failed":
-            print(f"failed: {row.patient_id} series {row.series_number} {row.series_description!r}: {row.reason}",
-                  file=sys.stderr)
+            print(
+                f"failed: {row.patient_id} series {row.series_number} {row.series_description!r}: {row.reason}",
+                file=sys.stderr,
+            )
     print(f"manifest: {summary.manifest}")
     print(summary)
     return EXIT_FAILED if summary.failed else EXIT_OK

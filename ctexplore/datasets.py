@@ -49,6 +49,7 @@ CACHE_ENV = "CTEXPLORE_CACHE"
 
 SAMPLE_PATIENT_ID = "PHANTOM-001"
 STUDY_FOLDER = "Unknown Study"  # what CQ500 (and many anonymised exports) call the study folder
+TRUTH_FOLDER = "ground-truth"  # beside the study: labels and lesion volumes of the sample
 _MARKER = ".ctexplore-sample.json"
 # Bump when the sample layout changes in a way the phantom source hash does not capture.
 _SAMPLE_FORMAT = 1
@@ -146,7 +147,9 @@ def sample_study(
     Returns
     -------
     pathlib.Path
-        ``<dest>/<patient_id>/Unknown Study``.
+        ``<dest>/<patient_id>/Unknown Study``. The ground truth of each image
+        series (label masks as npz, lesion volumes in mL as JSON) sits beside
+        it in ``<dest>/<patient_id>/ground-truth/``, outside the scanned folder.
 
     Examples
     --------
@@ -165,7 +168,8 @@ def sample_study(
     def write(patient_folder: Path) -> None:
         from .phantom import write_study
 
-        write_study(patient_folder / STUDY_FOLDER, patient_id=patient_id, seed=seed)
+        write_study(patient_folder / STUDY_FOLDER, patient_id=patient_id, seed=seed,
+                    truth_folder=patient_folder / TRUTH_FOLDER)
 
     patient_folder = _write_cached(root / patient_id, params, write, overwrite=overwrite)
     return patient_folder / STUDY_FOLDER
@@ -278,9 +282,9 @@ def _generator_fingerprint() -> dict[str, Any]:
     """What the written bytes depend on besides the arguments."""
     import pydicom
 
-    from . import phantom
+    from . import dicomwriter, headmodel, phantom
 
-    source = Path(phantom.__file__).read_bytes()
+    source = b"".join(Path(module.__file__).read_bytes() for module in (phantom, headmodel, dicomwriter))
     return {
         "format": _SAMPLE_FORMAT,
         "phantom_sha256": hashlib.sha256(source).hexdigest(),
@@ -522,7 +526,7 @@ class _ResumableDownloader:
         self.timeout = timeout
 
     def __call__(self, url: str, output_file: str, pooch: Any = None) -> None:
-        import requests
+        import http.client
 
         try:
             # The second attempt, without a Range, runs when the first cannot resume.
@@ -531,14 +535,16 @@ class _ResumableDownloader:
                 if not self._attempt(url, resume=False):
                     raise DownloadError(f"{url} answered a request for the whole file with a part "
                                         "of it; cannot download from this server.", url)
-        except requests.exceptions.RequestException as error:
+        # urllib's connection errors and timeouts are OSErrors; a cut-off body is an HTTPException
+        except (OSError, http.client.HTTPException) as error:
             raise _offline_error(url, error, self.part) from None
         os.replace(self.part, output_file)
         self.validator_file.unlink(missing_ok=True)
 
     def _attempt(self, url: str, *, resume: bool) -> bool:
         """One request; False where the server's answer does not continue our part."""
-        import requests
+        import urllib.error
+        import urllib.request
 
         offset = self.part.stat().st_size if resume and self.part.exists() else 0
         validator = self._read_validator()
@@ -549,14 +555,18 @@ class _ResumableDownloader:
             headers["If-Range"] = validator
         else:
             offset = 0
-        with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as response:
-            if response.status_code == 416:
+        try:
+            response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=self.timeout)
+        except urllib.error.HTTPError as error:  # an HTTP error status is an answer too
+            response = error
+        with response:
+            if response.status == 416:
                 # Nothing beyond what we hold: complete if the sizes agree.
                 total = _content_range_total(response.headers.get("Content-Range", ""))
                 return offset > 0 and total == offset
             _raise_for_status(response, url)
             start = 0
-            if response.status_code == 206:
+            if response.status == 206:
                 start = _content_range_start(response.headers.get("Content-Range", ""))
                 if start != offset:
                     return False
@@ -582,7 +592,7 @@ class _ResumableDownloader:
             with open(self.part, "r+b" if start else "wb") as out:
                 out.seek(start)
                 out.truncate()
-                for chunk in response.iter_content(chunk_size=_CHUNK):
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
                     out.write(chunk)
                     if bar is not None:
                         bar.update(len(chunk))
@@ -591,9 +601,10 @@ class _ResumableDownloader:
                 bar.close()
         received = self.part.stat().st_size
         if total is not None and received != total:
+            url = response.geturl()
             raise DownloadError(
-                f"{response.url} ended after {received} of {total} bytes. The part is kept in "
-                f"{self.part}: call again to resume.", response.url)
+                f"{url} ended after {received} of {total} bytes. The part is kept in "
+                f"{self.part}: call again to resume.", url)
 
     def _read_validator(self) -> str | None:
         try:
@@ -624,11 +635,11 @@ def _content_range_total(value: str) -> int:
 
 
 def _raise_for_status(response: Any, url: str) -> None:
-    if response.status_code < 400:
+    if response.status < 400:
         return
-    hint = " (no such file: check the patient number)" if response.status_code == 404 else ""
+    hint = " (no such file: check the patient number)" if response.status == 404 else ""
     raise DownloadError(
-        f"{url} answered HTTP {response.status_code} {response.reason}{hint}. "
+        f"{url} answered HTTP {response.status} {response.reason}{hint}. "
         f"To use a mirror, set {CQ500_URL_ENV} or pass base_url=.", url)
 
 

@@ -21,9 +21,7 @@ from .volume import Volume
 __all__ = ["save_npz", "load_npz", "save_nifti", "nifti_affine", "NIFTI_FROM_VOLUME", "json_safe", "provenance"]
 
 #: Maps NIfTI voxel indices ``(i, j, k, 1)`` = ``(col, row, slice, 1)`` to ``(slice, row, col, 1)``.
-NIFTI_FROM_VOLUME = np.array(
-    [[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64
-)
+NIFTI_FROM_VOLUME = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 # zlib level 1: 2-4x faster than numpy's default level 6 on CT volumes, files ~2% larger
 _NPZ_COMPRESS_LEVEL = 1
@@ -143,7 +141,7 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray], compress: bool) -> Non
             entry.external_attr = 0o644 << 16
             entry.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
             # the entry's own level (public `compress_level` from Python 3.13, which keeps this alias)
-            entry._compresslevel = _NPZ_COMPRESS_LEVEL
+            entry._compresslevel = _NPZ_COMPRESS_LEVEL  # type: ignore[attr-defined]
             with archive.open(entry, "w", force_zip64=True) as stream:
                 np.lib.format.write_array(stream, np.asanyarray(array), allow_pickle=False)
 

@@ -9,13 +9,12 @@ of every output voxel centre), and nothing is ever moved in the patient.
 
 from __future__ import annotations
 
-import itertools
 from typing import Any, Sequence
 
 import numpy as np
 from scipy import ndimage
 
-from .volume import AIR_HU, Volume, affine_spacing
+from .volume import AIR_HU, Volume, affine_spacing, patient_axes
 
 __all__ = ["correct_tilt", "resample", "body_mask", "crop_to_head", "reorient", "AIR_HU"]
 
@@ -483,8 +482,9 @@ def crop_to_head(volume: Volume, margin_mm: float = 5.0, *, threshold: float = -
     affine = volume.affine.copy()
     affine[:3, 3] = volume.index_to_world([s.start for s in box_t])
     meta = dict(volume.meta)
-    if isinstance(meta.get("slice_positions"), (list, tuple)) and len(meta["slice_positions"]) == volume.shape[0]:
-        meta["slice_positions"] = list(meta["slice_positions"][box_t[0]])
+    positions = meta.pop("slice_positions", None)  # the reader stores an array, resample a list
+    if positions is not None and len(positions) == volume.shape[0]:
+        meta["slice_positions"] = [float(p) for p in np.asarray(positions, dtype=np.float64)[box_t[0]]]
     files = volume.files[box_t[0]] if len(volume.files) == volume.shape[0] else volume.files
     return Volume(
         volume.hu[box_t].copy(),
@@ -540,12 +540,8 @@ def reorient(volume: Volume, axes: str = "SPL") -> Volume:
     axes = axes.upper()
     if len(axes) != 3 or sorted(_AXIS_LETTERS[a][0] for a in axes if a in _AXIS_LETTERS) != [0, 1, 2]:
         raise ValueError(f"axes must name x, y and z once each, e.g. 'SPL' or 'LPS', got {axes!r}")
-    directions = volume.affine[:3, :3] / np.linalg.norm(volume.affine[:3, :3], axis=0)
-    # array axis order whose directions best match the requested patient axes
-    best = max(
-        itertools.permutations(range(3)),
-        key=lambda perm: sum(abs(directions[_AXIS_LETTERS[axes[d]][0], perm[d]]) for d in range(3)),
-    )
+    by_patient = patient_axes(volume.affine)
+    best = tuple(by_patient[_AXIS_LETTERS[letter][0]] for letter in axes)
     hu = np.transpose(volume.hu, best)
     padding = None if volume.padding is None else np.transpose(volume.padding, best)
     affine = volume.affine.copy()

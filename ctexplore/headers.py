@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DicomError
+from .volume import slice_normal
 
 __all__ = ["SliceHeader", "read_header", "read_header_or_reason", "CT_SOP_CLASSES"]
 
@@ -27,9 +28,7 @@ __all__ = ["SliceHeader", "read_header", "read_header_or_reason", "CT_SOP_CLASSE
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 
-
 ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
-
 
 
 CT_SOP_CLASSES = {
@@ -39,9 +38,7 @@ CT_SOP_CLASSES = {
 }
 
 
-
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
-
 
 
 @dataclass(frozen=True)
@@ -100,16 +97,11 @@ class SliceHeader:
         """Slice normal, row direction x column direction, or None without orientation."""
         if self.orientation is None:
             return None
-        row_dir = np.asarray(self.orientation[:3])
-        col_dir = np.asarray(self.orientation[3:])
-        normal = np.cross(row_dir, col_dir)
-        return normal / np.linalg.norm(normal)
-
+        return slice_normal(self.orientation[:3], self.orientation[3:])
 
 
 # How the reasons for skipping a recognised but unusable CT image begin (see `SeriesIndex.damaged`).
-_DAMAGED_CT_REASONS = ("CT header without", "CT image without", "(7FE0,0010) Pixel Data holds")
-
+_DAMAGED_CT_REASONS = ("CT header without", "CT image without", "CT image with (", "(7FE0,0010) Pixel Data holds")
 
 
 def read_header_or_reason(path: Path) -> list[SliceHeader] | str:
@@ -120,7 +112,6 @@ def read_header_or_reason(path: Path) -> list[SliceHeader] | str:
         return str(error).removeprefix(f"{path}: ")
     except OSError as error:
         return f"cannot read file: {error}"
-
 
 
 def read_header(path: str | os.PathLike[str]) -> list[SliceHeader]:
@@ -145,7 +136,6 @@ def read_header(path: str | os.PathLike[str]) -> list[SliceHeader]:
         return _read_header_pydicom(path)
     _check_ct_image(path, fast.values, fast.media_storage_sop_class_uid)
     return _headers_from_dataset(path, fast.values, fast.transfer_syntax_uid, fast.pixel_offset, fast.pixel_length)
-
 
 
 def _read_header_pydicom(path: Path) -> list[SliceHeader]:
@@ -177,7 +167,6 @@ def _read_header_pydicom(path: Path) -> list[SliceHeader]:
             raise DicomError(f"{path}: not a readable DICOM file ({type(error).__name__}: {error})") from error
 
 
-
 def _check_ct_image(path: Path, dataset: Any, media_class: str) -> None:
     """Raise unless the header (a pydicom Dataset or the fast reader's dict) is a CT image."""
     if media_class == _MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in dataset:
@@ -191,7 +180,6 @@ def _check_ct_image(path: Path, dataset: Any, media_class: str) -> None:
         raise DicomError(f"{path}: (0008,0016) SOP Class UID {sop_class} ({_sop_name(sop_class)}) is not a CT image")
 
 
-
 def _transfer_syntax(dataset: Any, meta: Any) -> str:
     syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
     if syntax:
@@ -202,7 +190,6 @@ def _transfer_syntax(dataset: Any, meta: Any) -> str:
     return "1.2.840.10008.1.2" if dataset.original_encoding[0] else "1.2.840.10008.1.2.1"
 
 
-
 _NATIVE_SYNTAXES = {
     "1.2.840.10008.1.2": ("<", True),
     "1.2.840.10008.1.2.1": ("<", False),
@@ -210,10 +197,7 @@ _NATIVE_SYNTAXES = {
 }
 
 
-
-def _native_pixel_location(
-    handle: Any, tell: int, syntax: str, path: Path
-) -> tuple[int | None, int | None]:
+def _native_pixel_location(handle: Any, tell: int, syntax: str, path: Path) -> tuple[int | None, int | None]:
     """Offset and length of native pixel data, read from the element header at `tell`.
 
     ``(None, None)`` for compressed or deflated data, which a decoder must read.
@@ -243,7 +227,6 @@ def _native_pixel_location(
     return offset, length
 
 
-
 def _headers_from_dataset(
     path: Path, dataset: Any, syntax: str, pixel_offset: int | None, pixel_length: int | None
 ) -> list[SliceHeader]:
@@ -258,8 +241,16 @@ def _headers_from_dataset(
     bits_allocated = int(required("BitsAllocated", "(0028,0100)"))
     bits_stored = int(dataset.get("BitsStored", bits_allocated))
     pixel_representation = int(dataset.get("PixelRepresentation", 0))
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
-    common = dict(
+    frames = _int_or_none(dataset.get("NumberOfFrames"))
+    if frames is None:
+        frames = 1  # absent (or empty) in single-frame CT Image Storage files
+    elif frames < 1:
+        raise DicomError(
+            f"{path}: CT image with (0028,0008) Number of Frames {frames}; an image holds at least one "
+            "frame (PS3.3 C.7.6.6), so the header is malformed and its pixel layout unknown. If its Pixel "
+            "Data holds one frame, set Number of Frames to 1 (e.g. with pydicom) and scan again"
+        )
+    common: dict[str, Any] = dict(
         path=path,
         sop_class_uid=str(dataset.get("SOPClassUID", "")),
         sop_instance_uid=str(dataset.get("SOPInstanceUID", "")),
@@ -311,7 +302,6 @@ def _headers_from_dataset(
     ]
 
 
-
 def _enhanced_headers(
     path: Path,
     dataset: Any,
@@ -346,9 +336,7 @@ def _enhanced_headers(
                 pixel_spacing=_pair(lookup(frame, "PixelMeasuresSequence", "PixelSpacing")),
                 slice_thickness=_float_or_none(lookup(frame, "PixelMeasuresSequence", "SliceThickness")),
                 rescale_slope=_float_or_none(lookup(frame, "PixelValueTransformationSequence", "RescaleSlope")),
-                rescale_intercept=_float_or_none(
-                    lookup(frame, "PixelValueTransformationSequence", "RescaleIntercept")
-                ),
+                rescale_intercept=_float_or_none(lookup(frame, "PixelValueTransformationSequence", "RescaleIntercept")),
                 pixel_offset=None if pixel_offset is None else pixel_offset + frame * frame_bytes,
                 pixel_length=frame_bytes if pixel_offset is not None else None,
                 frame=frame,
@@ -357,12 +345,10 @@ def _enhanced_headers(
     return headers
 
 
-
 def _first_item(sequence: Any) -> Any:
     if not sequence:
         return None
     return sequence[0]
-
 
 
 def _padding(value: Any, pixel_representation: int, bits_allocated: int) -> int | None:
@@ -380,14 +366,12 @@ def _padding(value: Any, pixel_representation: int, bits_allocated: int) -> int 
     return value
 
 
-
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         return [value]
     return list(value)
-
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -397,7 +381,6 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
-
 def _float_or_none(value: Any) -> float | None:
     if isinstance(value, (list, tuple)) or (hasattr(value, "__len__") and not isinstance(value, str)):
         value = value[0] if len(value) else None
@@ -405,7 +388,6 @@ def _float_or_none(value: Any) -> float | None:
         return None if value is None or value == "" else float(value)
     except (TypeError, ValueError):
         return None
-
 
 
 def _floats(value: Any, count: int) -> tuple[float, ...] | None:
@@ -419,15 +401,12 @@ def _floats(value: Any, count: int) -> tuple[float, ...] | None:
     return result if all(math.isfinite(v) for v in result) else None
 
 
-
 def _triple(value: Any) -> tuple[float, float, float] | None:
     return _floats(value, 3)  # type: ignore[return-value]
 
 
-
 def _pair(value: Any) -> tuple[float, float] | None:
     return _floats(value, 2)  # type: ignore[return-value]
-
 
 
 def _orientation(value: Any) -> tuple[float, ...] | None:
@@ -442,7 +421,6 @@ def _orientation(value: Any) -> tuple[float, ...] | None:
     return cosines
 
 
-
 def _spaced(keyword: str) -> str:
     out = ""
     for char in keyword:
@@ -450,7 +428,6 @@ def _spaced(keyword: str) -> str:
             out += " "
         out += char
     return out
-
 
 
 def _sop_name(uid: str) -> str:

@@ -28,11 +28,9 @@ def rescale_slope(header: SliceHeader) -> float:
     return 1.0 if header.rescale_slope is None else header.rescale_slope
 
 
-
 def rescale_intercept(header: SliceHeader) -> float:
     """(0028,1052) *Rescale Intercept*; 0 when absent (PS3.3 C.11.1)."""
     return 0.0 if header.rescale_intercept is None else header.rescale_intercept
-
 
 
 def padding_bounds(header: SliceHeader) -> tuple[float, float]:
@@ -43,7 +41,6 @@ def padding_bounds(header: SliceHeader) -> tuple[float, float]:
     if limit is None:
         return (header.padding_value, header.padding_value)
     return (min(header.padding_value, limit), max(header.padding_value, limit))
-
 
 
 def stored_to_hu(
@@ -85,6 +82,11 @@ def stored_to_hu(
         Where padding was found; a read-only broadcast of one 2-D mask when
         every slice has the same padding, to save memory.
 
+    See Also
+    --------
+    headers_to_hu : the same, with the parameters read from each slice's header.
+    ctexplore.load_series : reads the files and calls this.
+
     Examples
     --------
     Padding is matched on stored values, before the rescale:
@@ -125,7 +127,7 @@ def stored_to_hu(
         # Each block is masked, rescaled and filled while it sits in cache.
         block = slice(start, start + _BLOCK_SLICES)
         mask = padding.find(block)
-        if fits:
+        if slopes_int16 is not None and intercepts_int16 is not None:
             _rescale_int16_block(hu[block], slopes_int16[block], intercepts_int16[block], uniform_rescale)
         else:
             np.multiply(values[block], slopes[block, None, None].astype(np.float32), out=hu[block])
@@ -137,17 +139,14 @@ def stored_to_hu(
     return hu, padding.result()
 
 
-
 def _fits_int16(slopes: np.ndarray, intercepts: np.ndarray, low: int, high: int) -> bool:
     ends = np.concatenate([slopes * low + intercepts, slopes * high + intercepts])
     return bool(ends.min() >= -32768 and ends.max() <= 32767)
 
 
-
 def _wrap_int16(numbers: np.ndarray) -> np.ndarray:
     """Whole numbers as int16 modulo 2**16 (e.g. an intercept of -40000 becomes 25536)."""
     return numbers.astype(np.int64).astype(np.int16)
-
 
 
 def _rescale_int16_block(hu: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, uniform: bool) -> None:
@@ -169,7 +168,6 @@ def _rescale_int16_block(hu: np.ndarray, slopes: np.ndarray, intercepts: np.ndar
     hu += intercepts[:, None, None]
 
 
-
 def _normalize_bits(stored: np.ndarray, bits_stored: int, signed: bool) -> None:
     """Mask bits above the high bit and sign-extend, in place."""
     bits = stored.dtype.itemsize * 8
@@ -183,7 +181,6 @@ def _normalize_bits(stored: np.ndarray, bits_stored: int, signed: bool) -> None:
     else:
         as_unsigned = stored.view(np.uint16 if bits == 16 else np.uint8)
         np.bitwise_and(as_unsigned, (1 << bits_stored) - 1, out=as_unsigned)
-
 
 
 class _PaddingMask:

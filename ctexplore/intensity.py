@@ -19,6 +19,7 @@ import numpy as np
 __all__ = [
     "WINDOWS",
     "NORMALIZE_RANGE",
+    "resolve_window",
     "window",
     "window_stack",
     "normalize",
@@ -52,9 +53,7 @@ def _as_array(data: Any) -> np.ndarray:
     return array
 
 
-def _scale_into(
-    values: np.ndarray, low: float, high: float, out: np.ndarray, top: float = 1.0
-) -> np.ndarray:
+def _scale_into(values: np.ndarray, low: float, high: float, out: np.ndarray, top: float = 1.0) -> np.ndarray:
     """Write ``clip((values - low) / (high - low), 0, 1) * top`` into `out`, block by block.
 
     A uint8 `out` receives the rounded value (``top`` should then be 255).
@@ -69,7 +68,7 @@ def _scale_into(
     scratch = None if buffer else np.empty(min(_BLOCK, flat_in.size), np.float32)
     for start in range(0, flat_in.size, _BLOCK):
         stop = min(start + _BLOCK, flat_in.size)
-        block = flat_out[start:stop] if buffer else scratch[: stop - start]
+        block = flat_out[start:stop] if scratch is None else scratch[: stop - start]
         np.subtract(flat_in[start:stop], low32, out=block, dtype=np.float32)
         np.multiply(block, scale, out=block)
         np.clip(block, 0.0, top, out=block)
@@ -79,23 +78,47 @@ def _scale_into(
     return out
 
 
-def _resolve_window(
-    center: float | None, width: float | None, preset: str | None
-) -> tuple[float, float]:
-    if preset is not None:
-        if center is not None or width is not None:
-            raise ValueError("give either a preset or center and width, not both")
-        try:
-            return WINDOWS[preset]
-        except KeyError:
+def resolve_window(window: str | tuple[float, float] | Sequence[float]) -> tuple[float, float]:
+    """``(center, width)`` in HU of a window: a preset name from :data:`WINDOWS` or a ``(center, width)`` pair.
+
+    This is the one place a window is checked; every function that takes a
+    ``window=`` argument (plots, viewer, `window`, `PreprocessOptions`) goes
+    through it. Center and width mean what DICOM (0028,1050) *Window Center*
+    and (0028,1051) *Window Width* mean (PS3.3 C.11.2.1.2).
+
+    Raises
+    ------
+    ValueError
+        Unknown preset name, not a pair of numbers, or a width that is not positive.
+
+    See Also
+    --------
+    window : applies it.
+
+    Examples
+    --------
+    >>> resolve_window("brain")
+    (40.0, 80.0)
+    >>> resolve_window((50, 150))
+    (50.0, 150.0)
+    >>> resolve_window("brian")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown window preset 'brian'; choose one of ['bone', 'brain', ...] or give (center, width) in HU
+    """
+    if isinstance(window, str):
+        if window not in WINDOWS:
             raise ValueError(
-                f"unknown window preset {preset!r}; choose one of {sorted(WINDOWS)} "
-                "or give center and width in HU"
-            ) from None
-    if center is None or width is None:
-        raise ValueError("give center and width in HU, or a preset name such as 'brain'")
-    if not width > 0:
-        raise ValueError(f"window width must be positive, got {width}")
+                f"unknown window preset {window!r}; choose one of {sorted(WINDOWS)} or give (center, width) in HU"
+            )
+        center, width = WINDOWS[window]
+    else:
+        try:
+            center, width = (float(value) for value in window)
+        except (TypeError, ValueError):
+            raise ValueError(f"a window is a preset name or a (center, width) pair in HU, got {window!r}") from None
+    if not (np.isfinite(center) and width > 0 and np.isfinite(width)):
+        raise ValueError(f"window width must be positive and finite HU, got center {center}, width {width}")
     return float(center), float(width)
 
 
@@ -108,7 +131,7 @@ def _output_dtype(dtype: Any) -> np.dtype:
 
 def window(
     hu: Any,
-    center: float | None = None,
+    window: str | tuple[float, float] | float | None = None,
     width: float | None = None,
     *,
     preset: str | None = None,
@@ -120,11 +143,14 @@ def window(
     ----------
     hu : ndarray or Volume
         Hounsfield units, any shape; int16 or float32 (a Volume's ``hu`` is used).
-    center, width : float, optional
-        Window centre and width in HU (DICOM (0028,1050) *Window Center* and
-        (0028,1051) *Window Width* have the same meaning).
+    window : str or (center, width)
+        A preset name from :data:`WINDOWS` or a ``(center, width)`` pair in HU
+        (see `resolve_window`). ``window(hu, center, width)`` with two numbers
+        is the same as ``window(hu, (center, width))``.
+    width : float, optional
+        Only with a numeric centre as `window`.
     preset : str, optional
-        A name from :data:`WINDOWS` instead of `center` and `width`.
+        Same as passing the name as `window` (kept for existing code).
     dtype : {numpy.float32, numpy.uint8}
         float32 gives values in [0, 1]; uint8 gives the same scaled to 0..255
         and rounded (a quarter of the memory, for pictures and PNGs).
@@ -144,23 +170,38 @@ def window(
     width, irrelevant for a network and for the eye, and the symmetric form is
     the one papers and models quote.
 
+    See Also
+    --------
+    resolve_window : the one check of a window argument.
+    window_stack : several windows as channels.
+
     Examples
     --------
     >>> import numpy as np
     >>> hu = np.array([-1000, 0, 40, 80, 1000], dtype=np.int16)
-    >>> window(hu, preset="brain")
+    >>> window(hu, "brain")
     array([0. , 0. , 0.5, 1. , 1. ], dtype=float32)
-    >>> window(hu, 40, 80, dtype=np.uint8)
+    >>> window(hu, (40, 80), dtype=np.uint8)
     array([  0,   0, 128, 255, 255], dtype=uint8)
 
     A window too wide hides what it is meant to show: blood (~60 HU) and brain
     (~30 HU) are 1% of the output apart in the bone window:
 
-    >>> bone = window(np.array([30, 60], np.int16), preset="bone")
+    >>> bone = window(np.array([30, 60], np.int16), "bone")
     >>> float(bone[1] - bone[0]).__round__(3)
     0.011
     """
-    center, width = _resolve_window(center, width, preset)
+    if preset is not None:
+        if window is not None or width is not None:
+            raise ValueError("give the window once: a preset name or (center, width), not both")
+        window = preset
+    elif width is not None:
+        if isinstance(window, str) or window is None:
+            raise ValueError(f"width {width} given with window {window!r}; give window=(center, width)")
+        window = (float(window), width)  # type: ignore[arg-type]
+    if window is None:
+        raise ValueError("give a window: a preset name such as 'brain' or (center, width) in HU")
+    center, width = resolve_window(window)  # type: ignore[arg-type]
     dtype = _output_dtype(dtype)
     values = _as_array(hu)
     out = np.empty(values.shape, dtype)
@@ -170,7 +211,7 @@ def window(
 
 def window_stack(
     hu: Any,
-    presets: Sequence[str | tuple[float, float]] = ("brain", "subdural", "soft_tissue"),
+    windows: Sequence[str | tuple[float, float]] = ("brain", "subdural", "soft_tissue"),
     *,
     dtype: Any = np.float32,
 ) -> np.ndarray:
@@ -183,15 +224,16 @@ def window_stack(
     ----------
     hu : ndarray or Volume
         Hounsfield units, any shape.
-    presets : sequence of str or (center, width)
-        Window names from :data:`WINDOWS` or explicit ``(center, width)`` pairs.
+    windows : sequence of str or (center, width)
+        One window per channel: names from :data:`WINDOWS` or ``(center, width)``
+        pairs (see `resolve_window`).
     dtype : {numpy.float32, numpy.uint8}
         Output type, as in :func:`window`.
 
     Returns
     -------
     ndarray
-        Shape ``(len(presets), *hu.shape)``: channels first, as PyTorch expects.
+        Shape ``(len(windows), *hu.shape)``: channels first, as PyTorch expects.
         Use ``np.moveaxis(stack, 0, -1)`` for channels-last libraries.
 
     Examples
@@ -204,24 +246,19 @@ def window_stack(
     >>> stack[:, 0, 1].round(3)  # 60 HU in the brain, subdural, soft-tissue windows
     array([0.75, 0.4 , 0.55], dtype=float32)
     """
-    if len(presets) == 0:
-        raise ValueError("give at least one window preset")
+    if isinstance(windows, str) or len(windows) == 0:
+        raise ValueError(f"give a sequence of windows, one per channel, got {windows!r}")
+    settings = [resolve_window(w) for w in windows]
     dtype = _output_dtype(dtype)
     values = _as_array(hu)
     top = 255.0 if dtype == np.uint8 else 1.0
-    stack = np.empty((len(presets), *values.shape), dtype)
-    for channel, preset in zip(stack, presets):
-        if isinstance(preset, str):
-            center, width = _resolve_window(None, None, preset)
-        else:
-            center, width = _resolve_window(*preset, None)
+    stack = np.empty((len(settings), *values.shape), dtype)
+    for channel, (center, width) in zip(stack, settings):
         _scale_into(values, center - width / 2, center + width / 2, channel, top)
     return stack
 
 
-def normalize(
-    hu: Any, low: float = NORMALIZE_RANGE[0], high: float = NORMALIZE_RANGE[1]
-) -> np.ndarray:
+def normalize(hu: Any, low: float = NORMALIZE_RANGE[0], high: float = NORMALIZE_RANGE[1]) -> np.ndarray:
     """Clip Hounsfield units to ``[low, high]`` and scale linearly to [0, 1], float32.
 
     Parameters

@@ -7,6 +7,10 @@ written voxel is known exactly. `write_series` samples it on a CT slice grid
 writes CT Image Storage files; `write_study` writes a whole scanner-style export
 folder with several series, a localizer and the non-image files a loader must skip.
 Everything is deterministic: the same arguments give byte-identical files.
+
+The realistic head and its ground truth live in `ctexplore.headmodel`, the DICOM
+encoding and atomic file writing in `ctexplore.dicomwriter`; this module plans the
+series (geometry, quirks) and joins the two.
 """
 
 from __future__ import annotations
@@ -19,54 +23,58 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filewriter import dcmwrite
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
+    UID,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGLSLossless,
-    RLELossless,
-    UID,
 )
-from pydicom.valuerep import format_number_as_ds
+
+from .dicomwriter import (
+    CT_IMAGE_STORAGE,
+    ENHANCED_CT_IMAGE_STORAGE,
+    MEDIA_STORAGE_DIRECTORY_STORAGE,
+    NON_IMAGE_FILES,
+    SECONDARY_CAPTURE_STORAGE,
+    SUPPORTED_TRANSFER_SYNTAXES,
+    UNCOMPRESSED_TRANSFER_SYNTAXES,
+    _as_vr,
+    _ct_slice_dataset,
+    _ds,
+    _ds_value,
+    _set_image_pixel_module,
+    _stored_range,
+    _uid,
+    _write_dataset,
+    _write_non_images,
+)
+from .headmodel import (
+    ImageFormation,
+    correlated_noise,
+    form_image,
+    head_labels,
+    lesion_volumes_ml,
+)
 
 __all__ = [
     "CT_IMAGE_STORAGE",
     "ENHANCED_CT_IMAGE_STORAGE",
-    "SECONDARY_CAPTURE_STORAGE",
     "MEDIA_STORAGE_DIRECTORY_STORAGE",
-    "SUPPORTED_TRANSFER_SYNTAXES",
     "NON_IMAGE_FILES",
+    "SAMPLE_IMAGE_FORMATION",
+    "SECONDARY_CAPTURE_STORAGE",
+    "SUPPORTED_TRANSFER_SYNTAXES",
     "WrittenSeries",
+    "default_study_series",
+    "full_size_series",
     "phantom_hu",
-    "write_series",
-    "write_localizer",
-    "write_study",
     "write_enhanced_series",
+    "write_localizer",
+    "write_series",
+    "write_study",
 ]
 
-CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
-ENHANCED_CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2.1")
-SECONDARY_CAPTURE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.7")
-MEDIA_STORAGE_DIRECTORY_STORAGE = UID("1.2.840.10008.1.3.10")
-
-UNCOMPRESSED_TRANSFER_SYNTAXES = (
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    DeflatedExplicitVRLittleEndian,
-)
-# Preferred encoder per compressed syntax (fast, and fixed so output bytes do not depend
-# on which optional plugins happen to be installed first).
-_ENCODER_PLUGINS = {RLELossless: "pylibjpeg", JPEGLSLossless: "pyjpegls", JPEG2000Lossless: "pylibjpeg"}
-SUPPORTED_TRANSFER_SYNTAXES = UNCOMPRESSED_TRANSFER_SYNTAXES + tuple(_ENCODER_PLUGINS)
-
-# Files `write_study(non_images=True)` adds beside the images; a scanner must skip them all.
-NON_IMAGE_FILES = ("EMPTY.dcm", "README.txt", "SUMMARY.dcm", "DICOMDIR")
 
 AIR_HU = -1000.0
 DEFAULT_FIELD_OF_VIEW_MM = 230.4  # a typical head-CT display field: 512 x 0.45 mm
@@ -236,6 +244,9 @@ class WrittenSeries:
     marker_radius : float
     description : str
     transfer_syntax : str
+    image_formation : ImageFormation or None
+        How the realistic head model (`ctexplore.headmodel`) was imaged; None
+        when the pixels sample the simple `phantom_hu` at pixel centres.
     """
 
     folder: Path
@@ -258,6 +269,7 @@ class WrittenSeries:
     description: str = ""
     transfer_syntax: str = ExplicitVRLittleEndian
     meta: dict[str, Any] = field(default_factory=dict)
+    image_formation: ImageFormation | None = None
 
     @property
     def normal(self) -> np.ndarray:
@@ -278,6 +290,52 @@ class WrittenSeries:
         outside = _outside_fov(self.shape[1:], self.pixel_spacing, self.fov_diameter)
         return np.broadcast_to(outside, self.shape)
 
+    def _noise_free_slice(self, k: int) -> np.ndarray:
+        centres = self.pixel_centres(k)
+        if self.image_formation is None:
+            return phantom_hu(centres, markers=self.markers, marker_radius=self.marker_radius)
+        row_step = self.pixel_spacing[0] * self.orientation[3:]
+        col_step = self.pixel_spacing[1] * self.orientation[:3]
+        thickness = self.meta["slice_thickness"] * self.normal
+        return form_image(centres, row_step, col_step, thickness, self.image_formation)
+
+    def labels(self) -> np.ndarray:
+        """Ground-truth label of every voxel centre, ``(slices, rows, cols)`` uint8 (see `ctexplore.headmodel.LABELS`).
+
+        Needs a series written with an `image_formation` (the realistic head).
+        """
+        if self.image_formation is None:
+            raise ValueError("labels exist for series written with image_formation= (the realistic head model)")
+        return head_labels(self.pixel_centres(), self.image_formation.lesions)
+
+    def lesion_volumes_ml(self) -> dict[str, float]:
+        """Volume in mL of each lesion at the written grid: label voxel count x voxel volume."""
+        plane_step = abs(float(np.diff(self.slice_positions).mean())) if self.shape[0] > 1 else self.meta["slice_thickness"]
+        voxel = float(self.pixel_spacing[0] * self.pixel_spacing[1]) * plane_step
+        return lesion_volumes_ml(self.labels(), voxel)
+
+    def write_truth(self, folder: str | os.PathLike[str]) -> tuple[Path, Path]:
+        """Save the labels (``<folder>/<series uid>_labels.npz``: ``labels``, ``affine``, label ``names``)
+        and lesion volumes (``..._lesions.json``, mL), each written atomically."""
+        import json
+
+        from .headmodel import LABELS
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = folder / f"{self.description.replace(' ', '_')}_{self.series_uid[-12:]}"
+        npz, report = stem.with_name(stem.name + "_labels.npz"), stem.with_name(stem.name + "_lesions.json")
+        temporary = npz.with_name(f".{npz.name}.{uuid.uuid4().hex}.tmp")
+        with open(temporary, "wb") as handle:
+            np.savez_compressed(handle, labels=self.labels(), affine=self.affine if self.affine is not None else np.eye(4),
+                                names=np.array(list(LABELS)))
+        os.replace(temporary, npz)
+        temporary = report.with_name(f".{report.name}.{uuid.uuid4().hex}.tmp")
+        temporary.write_text(json.dumps({"series_uid": self.series_uid, "description": self.description,
+                                         "volumes_ml": self.lesion_volumes_ml()}, indent=2))
+        os.replace(temporary, report)
+        return npz, report
+
     def expected_hu(self, *, quantized: bool = False, fill_value: float = AIR_HU) -> np.ndarray:
         """The noise-free truth of the written grid, recomputed on demand.
 
@@ -295,7 +353,7 @@ class WrittenSeries:
         outside = _outside_fov(self.shape[1:], self.pixel_spacing, self.fov_diameter)
         low, high = self.meta["stored_range"]
         for k in range(self.shape[0]):
-            hu = phantom_hu(self.pixel_centres(k), markers=self.markers, marker_radius=self.marker_radius)
+            hu = self._noise_free_slice(k)
             if quantized:
                 slope, intercept = self.rescale_slopes[k], self.rescale_intercepts[k]
                 stored = np.clip(np.rint((hu - intercept) / slope), low, high)
@@ -346,6 +404,7 @@ def write_series(
     slice_thickness: float | None = None,
     bogus_spacing_between_slices: float | None = None,
     convolution_kernel: str = "H30s",
+    image_formation: ImageFormation | None = None,
 ) -> WrittenSeries:
     """Write the phantom as one axial CT series, one CT Image Storage file per slice.
 
@@ -428,6 +487,11 @@ def write_series(
         value (the blog's header says 21.893 for 0.625 mm slices) to test that
         a reader ignores it.
     convolution_kernel : str, default "H30s"
+    image_formation : ImageFormation, optional
+        Image the realistic head of `ctexplore.headmodel` (partial volume, slice
+        profile of `slice_thickness`, correlated noise, lesions) instead of
+        sampling `phantom_hu` at the pixel centres. Then `noise` and `markers`
+        must be left at their defaults.
 
     Returns
     -------
@@ -550,8 +614,19 @@ def write_series(
         junk_mask = ((row_index + 2 * col_index) % 5 == 0) & ~outside
     dtype = np.dtype(np.int16 if signed else np.uint16)
 
+    if image_formation is not None and (noise or markers):
+        raise ValueError("image_formation sets the noise and has no markers: leave noise=0 and markers=()")
+    thickness = float(_ds_value(slice_thickness if slice_thickness is not None else slice_spacing))
     for k in range(n_slices):
-        hu = phantom_hu(in_plane + image_positions[k], markers=markers, marker_radius=marker_radius)
+        if image_formation is not None:
+            hu = form_image(in_plane + image_positions[k], spacing[0] * col_dir, spacing[1] * row_dir,
+                            thickness * normal, image_formation)
+            if image_formation.noise_sd > 0:
+                hu += correlated_noise(hu.shape, image_formation.noise_sd,
+                                       image_formation.noise_correlation_mm / float(min(spacing)),
+                                       np.random.default_rng([seed, 11, k]))
+        else:
+            hu = phantom_hu(in_plane + image_positions[k], markers=markers, marker_radius=marker_radius)
         if noise > 0:
             hu = hu + np.random.default_rng([seed, 11, k]).normal(0.0, noise, hu.shape).astype(np.float32)
         stored = np.clip(np.rint((hu - intercepts[k]) / slopes[k]), low, high)
@@ -625,7 +700,9 @@ def write_series(
             "series_number": series_number,
             "frame_of_reference_uid": frame_of_reference_uid,
             "instance_numbers": tuple(int(i) + 1 for i in instance_order),
+            "slice_thickness": thickness,
         },
+        image_formation=image_formation,
     )
 
 
@@ -743,16 +820,34 @@ def write_localizer(
     )
 
 
+SAMPLE_IMAGE_FORMATION = ImageFormation(supersample=2, slice_samples=3)
+"""How the sample study images the realistic head: coarse enough to write in seconds."""
+
+
 def default_study_series() -> list[dict[str, Any]]:
     """The series `write_study` writes by default: `write_series` keyword arguments each."""
+    realistic = SAMPLE_IMAGE_FORMATION
     return [
         dict(series_description="HEAD THIN 2.5mm", series_number=2, n_slices=72, slice_spacing=2.5,
-             matrix=96, file_prefix="THIN"),
+             matrix=96, file_prefix="THIN", image_formation=realistic),
         dict(series_description="HEAD 5mm", series_number=3, n_slices=36, slice_spacing=5.0,
-             matrix=96, file_prefix="THICK"),
+             matrix=96, file_prefix="THICK", image_formation=realistic),
         dict(series_description="HEAD TILT 20deg", series_number=4, n_slices=36, slice_spacing=5.0,
-             gantry_tilt=20.0, matrix=96, file_prefix="TILT"),
+             gantry_tilt=20.0, matrix=96, file_prefix="TILT", image_formation=realistic),
     ]
+
+
+def full_size_series() -> dict[str, Any]:
+    """`write_series` arguments for a full-size head: 512 x 512 pixels of 0.45 mm, 0.625 mm slices.
+
+    Examples
+    --------
+    >>> options = full_size_series()
+    >>> options["matrix"], options["slice_spacing"], options["n_slices"]
+    (512, 0.625, 256)
+    """
+    return dict(series_description="HEAD 0.625mm", n_slices=256, slice_spacing=0.625, matrix=512,
+                file_prefix="FULL", image_formation=ImageFormation(supersample=2, slice_samples=1))
 
 
 def write_study(
@@ -763,6 +858,7 @@ def write_study(
     series: Sequence[dict[str, Any]] | None = None,
     localizer: bool = True,
     non_images: bool = True,
+    truth_folder: str | os.PathLike[str] | None = None,
 ) -> list[WrittenSeries]:
     """Write several series of one patient and study into one folder, as a scanner export.
 
@@ -789,6 +885,10 @@ def write_study(
         a zero-byte ``EMPTY.dcm``, a ``README.txt``, a Secondary Capture "exam
         summary" ``SUMMARY.dcm`` that shares the series UID of the last image
         series, and a ``DICOMDIR`` (Media Storage Directory Storage).
+    truth_folder : path-like, optional
+        Save each realistic series' ground truth here (`WrittenSeries.write_truth`):
+        labels as npz and lesion volumes as JSON. Keep it outside `dest`, so a
+        scan of the study sees only what a scanner writes.
 
     Returns
     -------
@@ -815,6 +915,8 @@ def write_study(
     for i, kwargs in enumerate(series if series is not None else default_study_series(), start=1):
         options = {"shuffle": True, "file_prefix": f"S{i}_", "seed": seed * 100 + i, **kwargs, **common}
         written.append(write_series(dest, **options))
+        if truth_folder is not None and written[-1].image_formation is not None:
+            written[-1].write_truth(truth_folder)
     if localizer:
         written.append(write_localizer(dest, seed=seed, **common))
     if non_images:
@@ -854,7 +956,7 @@ def write_enhanced_series(dest: str | os.PathLike[str], **kwargs: Any) -> Writte
     transfer_syntax = UID(kwargs.pop("transfer_syntax", ExplicitVRLittleEndian))
     # Write the classic slices into a scratch folder inside dest, then fold them into frames:
     # one code path computes geometry and pixels for both kinds of file.
-    scratch = dest / ".enhanced-scratch"
+    scratch = dest / f".enhanced-scratch-{uuid.uuid4().hex}"
     try:
         classic = write_series(scratch, shuffle=False, transfer_syntax=ExplicitVRLittleEndian, **kwargs)
         enhanced = _fold_into_enhanced(classic, dest, transfer_syntax)
@@ -944,46 +1046,7 @@ def _rescale_item(source: Dataset) -> Dataset:
     return item
 
 
-# --- helpers -------------------------------------------------------------------------
-
-
-# Name-based UUIDs (ISO/IEC 9834-8) give valid 2.25 UIDs that depend only on their inputs;
-# pydicom's generate_uid(prefix=None) ignores its entropy sources and is random.
-_UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "ctexplore/phantom")
-
-
-def _uid(*parts: Any) -> str:
-    """A deterministic ``2.25.<int>`` UID from the given parts."""
-    return UID(f"2.25.{uuid.uuid5(_UID_NAMESPACE, '|'.join(repr(p) for p in parts)).int}")
-
-
-def _ds(value: float) -> str:
-    """A Decimal String of at most 16 characters, as precise as that allows."""
-    value = float(value)
-    if value == 0:
-        return "0"
-    if value == round(value) and abs(value) < 1e15:
-        return str(int(round(value)))
-    return format_number_as_ds(value)
-
-
-def _ds_value(value: float) -> float:
-    """The float a reader will parse from the Decimal String we write for `value`."""
-    return float(_ds(value))
-
-
-def _stored_range(signed: bool, bits_stored: int) -> tuple[int, int]:
-    if signed:
-        return -(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1
-    return 0, (1 << bits_stored) - 1
-
-
-def _as_vr(value: int, vr: str) -> int:
-    if vr == "US":
-        return int(value) & 0xFFFF
-    if vr == "SS":
-        return int(np.int16(np.uint16(int(value) & 0xFFFF).view(np.int16)))
-    raise ValueError(f"padding_vr must be 'SS' or 'US', not {vr!r}")
+# --- geometry helpers ----------------------------------------------------------------
 
 
 def _per_slice(value: float | Sequence[float], n_slices: int, name: str) -> np.ndarray:
@@ -1047,132 +1110,3 @@ def _affine(
     affine[:3, 2] = spacing[1] * orientation[:3]
     affine[:3, 3] = positions[0]
     return affine
-
-
-def _ct_slice_dataset(
-    *, patient_id: str, study_uid: str, series_uid: str, sop_uid: str, frame_of_reference_uid: str, seed: int
-) -> Dataset:
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.SOPClassUID = CT_IMAGE_STORAGE
-    ds.SOPInstanceUID = sop_uid
-    ds.StudyDate = "20240101"
-    ds.SeriesDate = "20240101"
-    ds.ContentDate = "20240101"
-    ds.StudyTime = "120000"
-    ds.ContentTime = "120000"
-    ds.AccessionNumber = ""
-    ds.Modality = "CT"
-    ds.Manufacturer = "ctexplore phantom"
-    ds.ReferringPhysicianName = ""
-    ds.PatientName = f"PHANTOM^{patient_id}"
-    ds.PatientID = patient_id
-    ds.PatientBirthDate = ""
-    ds.PatientSex = "O"
-    ds.KVP = "120"
-    ds.PatientPosition = "HFS"
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
-    ds.StudyID = str(seed)
-    ds.FrameOfReferenceUID = frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
-    return ds
-
-
-def _set_image_pixel_module(ds: Dataset, rows: int, cols: int, bits_stored: int, signed: bool) -> None:
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = rows
-    ds.Columns = cols
-    ds.BitsAllocated = 16
-    ds.BitsStored = bits_stored
-    ds.HighBit = bits_stored - 1
-    ds.PixelRepresentation = 1 if signed else 0
-
-
-def _write_dataset(
-    path: Path, ds: Dataset, pixels: np.ndarray, transfer_syntax: str, *, file_meta: bool = True
-) -> None:
-    """Attach pixels and file meta, encode, and write atomically (temp file, then rename)."""
-    transfer_syntax = UID(transfer_syntax)
-    if transfer_syntax.is_compressed:
-        ds.compress(
-            transfer_syntax,
-            np.ascontiguousarray(pixels),
-            encoding_plugin=_ENCODER_PLUGINS[transfer_syntax],
-            generate_instance_uid=False,
-        )
-    else:
-        order = ">" if transfer_syntax == ExplicitVRBigEndian else "<"
-        ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(order), copy=False).tobytes()
-        ds["PixelData"].VR = "OB" if pixels.dtype.itemsize == 1 else "OW"
-    _write_atomically(path, ds, transfer_syntax, file_meta=file_meta)
-
-
-def _write_atomically(
-    path: Path,
-    ds: Dataset,
-    transfer_syntax: str,
-    *,
-    file_meta: bool = True,
-    media_storage: tuple[str, str] | None = None,
-) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    if file_meta:
-        sop_class, sop_instance = media_storage or (ds.SOPClassUID, ds.SOPInstanceUID)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = sop_class
-        meta.MediaStorageSOPInstanceUID = sop_instance
-        meta.TransferSyntaxUID = transfer_syntax
-        meta.ImplementationVersionName = "CTEXPLORE_PHTM"
-        ds.file_meta = meta
-        ds.preamble = b"\0" * 128
-        dcmwrite(temporary, ds, enforce_file_format=True)
-    else:
-        dcmwrite(temporary, ds, implicit_vr=True, little_endian=True)
-    os.replace(temporary, path)
-
-
-def _write_non_images(dest: Path, image_series: WrittenSeries, *, patient_id: str, study_uid: str, seed: int) -> None:
-    (dest / "EMPTY.dcm").write_bytes(b"")
-    (dest / "README.txt").write_text(
-        "Synthetic head CT written by ctexplore.phantom (no real patient).\n"
-        "This file, EMPTY.dcm, SUMMARY.dcm and DICOMDIR are not CT images.\n"
-    )
-
-    summary = _ct_slice_dataset(
-        patient_id=patient_id,
-        study_uid=study_uid,
-        series_uid=image_series.series_uid,  # as scanners do: the summary joins an image series
-        sop_uid=_uid("summary", image_series.series_uid),
-        frame_of_reference_uid=image_series.meta.get("frame_of_reference_uid", _uid("frame", study_uid)),
-        seed=seed,
-    )
-    summary.SOPClassUID = SECONDARY_CAPTURE_STORAGE
-    summary.ImageType = ["DERIVED", "SECONDARY", "SCREEN SAVE"]
-    summary.ConversionType = "WSD"
-    summary.SeriesDescription = image_series.description
-    summary.SeriesNumber = image_series.meta.get("series_number", 1)
-    summary.InstanceNumber = 1000
-    summary.SamplesPerPixel = 1
-    summary.PhotometricInterpretation = "MONOCHROME2"
-    summary.Rows = summary.Columns = 64
-    summary.BitsAllocated = summary.BitsStored = 8
-    summary.HighBit = 7
-    summary.PixelRepresentation = 0
-    row_index, col_index = np.indices((64, 64))
-    screen = np.where(((row_index // 8) + (col_index // 8)) % 2 == 0, 40, 200).astype(np.uint8)
-    _write_dataset(dest / "SUMMARY.dcm", summary, screen, ExplicitVRLittleEndian)
-
-    directory = Dataset()
-    directory.FileSetID = "PHANTOM"
-    directory.OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity = 0
-    directory.OffsetOfTheLastDirectoryRecordOfTheRootDirectoryEntity = 0
-    directory.FileSetConsistencyFlag = 0
-    directory.DirectoryRecordSequence = DicomSequence([])
-    _write_atomically(
-        dest / "DICOMDIR",
-        directory,
-        ExplicitVRLittleEndian,
-        media_storage=(MEDIA_STORAGE_DIRECTORY_STORAGE, _uid("dicomdir", study_uid)),
-    )

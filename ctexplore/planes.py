@@ -23,11 +23,12 @@ affine is ``(0, 0, slice_spacing)``.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .volume import patient_axes, slice_normal
 
 if TYPE_CHECKING:  # pragma: no cover
     from .volume import Volume
@@ -89,16 +90,6 @@ def check_plane(plane: str) -> str:
     return plane
 
 
-def _patient_axes_of(affine: np.ndarray) -> tuple[int, int, int]:
-    """Array axis that runs most nearly along patient x, y and z."""
-    cosines = np.abs(affine[:3, :3]) / np.linalg.norm(affine[:3, :3], axis=0)
-    best = max(
-        itertools.permutations(range(3)),
-        key=lambda perm: sum(cosines[patient, perm[patient]] for patient in range(3)),
-    )
-    return best  # best[patient_axis] = array axis
-
-
 def plane_geometry(volume: Volume, plane: str) -> PlaneGeometry:
     """Lay out `plane` of `volume` for display (see the module docstring).
 
@@ -125,7 +116,7 @@ def plane_geometry(volume: Volume, plane: str) -> PlaneGeometry:
     (1, 0, True, 10.0)
     """
     normal_axis, down_axis, down_sign, right_axis, right_sign = _LAYOUT[check_plane(plane)]
-    array_axis = _patient_axes_of(volume.affine)
+    array_axis = patient_axes(volume.affine)
     vertical, horizontal = array_axis[down_axis], array_axis[right_axis]
     spacing = volume.spacing
     return PlaneGeometry(
@@ -144,9 +135,7 @@ def plane_geometry(volume: Volume, plane: str) -> PlaneGeometry:
 def _check_index(geometry: PlaneGeometry, index: int) -> int:
     index = int(index)
     if not 0 <= index < geometry.n_slices:
-        raise IndexError(
-            f"{geometry.plane} index {index} is outside 0..{geometry.n_slices - 1}"
-        )
+        raise IndexError(f"{geometry.plane} index {index} is outside 0..{geometry.n_slices - 1}")
     return index
 
 
@@ -180,7 +169,7 @@ def slice_image(hu: np.ndarray, geometry: PlaneGeometry, index: int) -> np.ndarr
            [ 0,  1,  2,  3]], dtype=int16)
     """
     index = _check_index(geometry, index)
-    cut: list[object] = [slice(None)] * 3
+    cut: list[int | slice] = [slice(None)] * 3
     cut[geometry.slice_axis] = index
     image = hu[tuple(cut)]
     if geometry.vertical_axis > geometry.horizontal_axis:
@@ -257,8 +246,7 @@ def slice_positions(volume: Volume, geometry: PlaneGeometry) -> tuple[str | None
     centres[:, geometry.slice_axis] = np.arange(geometry.n_slices)
     points = volume.index_to_world(centres)
     in_plane = [axis for axis in range(3) if axis != geometry.slice_axis]
-    normal = np.cross(volume.affine[:3, in_plane[0]], volume.affine[:3, in_plane[1]])
-    normal /= np.linalg.norm(normal)
+    normal = slice_normal(volume.affine[:3, in_plane[0]], volume.affine[:3, in_plane[1]])
     patient_axis = int(np.argmax(np.abs(normal)))
     if abs(normal[patient_axis]) >= _ALIGNED_COSINE:
         return _AXIS_NAMES[patient_axis], points[:, patient_axis]
@@ -283,6 +271,8 @@ def position_label(axis: str | None, millimetres: float) -> str:
 def window_setting(window: str | tuple[float, float]) -> tuple[float, float, str]:
     """``(center, width, label)`` of a preset name or a ``(center, width)`` pair in HU.
 
+    The window is checked by `ctexplore.intensity.resolve_window`; this adds the label.
+
     Examples
     --------
     >>> window_setting("brain")
@@ -290,24 +280,8 @@ def window_setting(window: str | tuple[float, float]) -> tuple[float, float, str
     >>> window_setting((50, 150))
     (50.0, 150.0, 'window 50/150')
     """
-    from .intensity import WINDOWS
+    from .intensity import resolve_window
 
-    if isinstance(window, str):
-        if window not in WINDOWS:
-            raise ValueError(
-                f"unknown window preset {window!r}; choose one of {sorted(WINDOWS)} "
-                "or give (center, width) in HU"
-            )
-        center, width = WINDOWS[window]
-        name = window
-    else:
-        try:
-            center, width = (float(value) for value in window)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"window must be a preset name or a (center, width) pair in HU, got {window!r}"
-            ) from None
-        name = "window"
-    if not width > 0:
-        raise ValueError(f"window width must be positive, got {width}")
+    center, width = resolve_window(window)
+    name = window if isinstance(window, str) else "window"
     return float(center), float(width), f"{name} {center:g}/{width:g}"

@@ -18,12 +18,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import DecodeError, GeometryError, GeometryWarning, SeriesSelectionError
 from ._threads import in_threads
+from .errors import DecodeError, GeometryError, GeometryWarning, SeriesSelectionError
 from .headers import SliceHeader, read_header
 from .hounsfield import headers_to_hu, rescale_intercept, rescale_slope
 from .series import Series, SeriesIndex, group_series, scan
-from .volume import AIR_HU, Volume
+from .volume import AIR_HU, Volume, affine_normal, slice_normal
 
 __all__ = ["load_series"]
 
@@ -85,6 +85,11 @@ def load_series(
         A slice cannot be decoded: truncated file, missing decoder plugin, a
         transfer syntax no Python decoder handles.
 
+    See Also
+    --------
+    ctexplore.scan : find the series under a folder first.
+    ctexplore.hounsfield.stored_to_hu : the stored value -> HU step (PS3.3 C.11.1 Modality LUT).
+
     Examples
     --------
     >>> import tempfile
@@ -120,8 +125,14 @@ def load_series(
                 message + ". A missing slice or a change of slice spacing cannot be stacked as a uniform "
                 "volume. Pass on_uneven='resample' to interpolate onto a uniform grid, or load another series."
             )
-        warnings.warn(message + "; resampled linearly onto a uniform grid from the first to the last slice.", GeometryWarning, stacklevel=2)
-        hu, padding, affine, positions = _resample_uneven(hu, padding, positions, geometry["stack_unit"], affine, fill_value)
+        warnings.warn(
+            message + "; resampled linearly onto a uniform grid from the first to the last slice.",
+            GeometryWarning,
+            stacklevel=2,
+        )
+        hu, padding, affine, positions = _resample_uneven(
+            hu, padding, positions, geometry["stack_unit"], affine, fill_value
+        )
     first = headers[0]
     meta = {
         "series_uid": first.series_uid,
@@ -167,8 +178,16 @@ def _choose_series(source: Any, which: int | str | None) -> Series:
             GeometryWarning,
             stacklevel=3,
         )
+    listing = "\n".join(f"  [{i}] {s!r} key={s.key}" for i, s in enumerate(index.series))
     if which is not None:
-        return index[which]
+        try:
+            return index[which]
+        except (KeyError, IndexError):
+            raise SeriesSelectionError(
+                f"series={which!r}: {index.root} has no series with that "
+                + ("number" if isinstance(which, int) else "key or (0020,000E) Series Instance UID")
+                + f"; it holds {len(index.series)} series:\n{listing or '  (none)'}"
+            ) from None
     candidates = index.volumes or index.series
     if len(candidates) == 1:
         return candidates[0]
@@ -177,10 +196,13 @@ def _choose_series(source: Any, which: int | str | None) -> Series:
         raise SeriesSelectionError(
             f"no CT image series under {index.root}" + (f" (skipped: {reasons})" if reasons else "")
         )
-    listing = "\n".join(f"  [{i}] {s!r} key={s.key}" for i, s in enumerate(index.series))
     raise SeriesSelectionError(
         f"{index.root} holds {len(candidates)} image series"
-        + (f" (and {len(index.series) - len(candidates)} localizer or single-image)" if len(index.series) > len(candidates) else "")
+        + (
+            f" (and {len(index.series) - len(candidates)} localizer or single-image)"
+            if len(index.series) > len(candidates)
+            else ""
+        )
         + "; pick one with "
         f"load_series(path, series=N) or load_series(ctexplore.scan(path)[N]):\n{listing}"
     )
@@ -207,11 +229,7 @@ def _drop_duplicates(headers: list[SliceHeader]) -> list[SliceHeader]:
             f"one (0020,0032) Image Position (Patient) {positions[0]:.2f} mm along the normal; this is not a "
             "volume (repeated acquisitions of one slice?). Load the files one at a time."
         )
-    pairs = [
-        f"{a.path.name} = {b.path.name}"
-        for a, b, dup in zip(headers[:-1], headers[1:], duplicate)
-        if dup
-    ]
+    pairs = [f"{a.path.name} = {b.path.name}" for a, b, dup in zip(headers[:-1], headers[1:], duplicate) if dup]
     warnings.warn(
         f"{headers[0].path.parent}: {int(duplicate.sum())} image(s) repeat a slice position already present "
         f"and were left out ({'; '.join(pairs)})",
@@ -235,8 +253,7 @@ def _geometry(headers: list[SliceHeader]) -> dict[str, Any]:
         raise GeometryError(f"{where}: (0020,0032) Image Position (Patient) missing in {', '.join(missing[:5])}")
     row_dir = np.asarray(first.orientation[:3])
     col_dir = np.asarray(first.orientation[3:])
-    normal = np.cross(row_dir, col_dir)
-    normal /= np.linalg.norm(normal)
+    normal = slice_normal(row_dir, col_dir)
     ipp = np.array([h.position for h in headers], dtype=np.float64)
     positions = ipp @ normal
     affine = np.eye(4)
@@ -274,8 +291,7 @@ def _resample_uneven(
     fill_value: float,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
     """Linear interpolation along the stacking line onto a uniform grid spanning the same slab."""
-    normal = np.cross(affine[:3, 2], affine[:3, 1])
-    normal /= np.linalg.norm(normal)
+    normal = affine_normal(affine)
     span = float(positions[-1] - positions[0])
     # The largest step not above the smallest one that also lands on the last slice.
     intervals = int(np.ceil(span / float(np.diff(positions).min()) - 1e-3))
@@ -354,7 +370,7 @@ def _read_stored(headers: list[SliceHeader]) -> np.ndarray:
 
 
 def _read_native(header: SliceHeader, target: np.ndarray) -> None:
-    buffer = memoryview(target).cast("B")
+    buffer = target.data.cast("B")
     with open(header.path, "rb") as handle:
         handle.seek(header.pixel_offset)  # type: ignore[arg-type]
         got = handle.readinto(buffer)
@@ -470,7 +486,7 @@ def _require_decoder(header: SliceHeader, syntax: Any) -> None:
             "or `dcmdjpeg in.dcm out.dcm`."
         ) from None
     if not decoder.is_available:
-        missing = "; ".join(f"{name}: {', '.join(deps)}" for name, deps in decoder.missing_dependencies)
+        missing = "; ".join(decoder.missing_dependencies)  # pydicom gives one sentence per plugin
         raise DecodeError(
             f"{header.path}: transfer syntax {syntax.name} ({syntax}) needs a decoder plugin that is not "
             f"installed ({missing}). Install one, e.g. `pip install pylibjpeg pylibjpeg-libjpeg "

@@ -90,9 +90,7 @@ def parse_rule(rule: str) -> tuple[str, Any]:
             return kind, re.compile(argument, re.IGNORECASE)
         except re.error as error:
             raise ValueError(f"rule {rule!r}: invalid regular expression ({error})") from None
-    raise ValueError(
-        f"unknown series rule {rule!r}: use 'thinnest', 'all', 'slices:N' or 'description:REGEX'"
-    )
+    raise ValueError(f"unknown series rule {rule!r}: use 'thinnest', 'all', 'slices:N' or 'description:REGEX'")
 
 
 def _slice_spacing(series: Series) -> float:
@@ -121,6 +119,10 @@ def select_series(
     chosen : list of Series
     skipped : list of (Series, reason)
 
+    See Also
+    --------
+    ctexplore.preprocess : applies the rule to every study of a data set.
+
     Examples
     --------
     >>> import tempfile
@@ -136,7 +138,6 @@ def select_series(
     (['THIN'], "not the thinnest: 5 mm slices; chose series 2 'THIN' with 2.5 mm")
     """
     kind, argument = parse_rule(rule)
-    chosen: list[Series] = []
     skipped: list[tuple[Series, str]] = []
     candidates: list[Series] = []
     for series in series_list:

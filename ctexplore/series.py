@@ -256,9 +256,7 @@ class SeriesIndex:
         )
         skipped = ""
         if self.skipped:
-            items = "".join(
-                f"<li><code>{escape(str(p))}</code>: {escape(reason)}</li>" for p, reason in self.skipped
-            )
+            items = "".join(f"<li><code>{escape(str(p))}</code>: {escape(reason)}</li>" for p, reason in self.skipped)
             skipped = f"<details><summary>{len(self.skipped)} files skipped</summary><ul>{items}</ul></details>"
         return (
             f"<p><b>{len(self.series)} series</b> under <code>{escape(str(self.root))}</code></p>"
@@ -284,6 +282,11 @@ def scan(path: str | os.PathLike[str], *, workers: int | None = None) -> SeriesI
         ``index.series`` sorted by patient, study, series number; every file
         that is not a readable CT image is in ``index.skipped`` as
         ``(path, reason)``.
+
+    See Also
+    --------
+    ctexplore.load_series : one series to a `Volume`.
+    ctexplore.headers.read_header : one file's header, as `scan` reads it.
 
     Examples
     --------
@@ -341,9 +344,7 @@ def group_series(headers: Iterable[SliceHeader]) -> list[Series]:
 
 def _geometry_key(header: SliceHeader) -> tuple[Any, ...]:
     orientation = (
-        None
-        if header.orientation is None
-        else tuple(round(v, _ORIENTATION_DECIMALS) + 0.0 for v in header.orientation)
+        None if header.orientation is None else tuple(round(v, _ORIENTATION_DECIMALS) + 0.0 for v in header.orientation)
     )
     return (orientation, header.rows, header.columns, header.is_localizer)
 

@@ -9,11 +9,11 @@ per 512 x 512 slice (``python benchmarks/bench_viewer.py``).
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,17 +35,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "PLANES",
+    "CTViewer",
     "ViewerState",
-    "SliceViewer",
-    "view",
+    "decimation_factors",
     "display_range",
-    "render_slice",
+    "display_size",
+    "display_volume",
     "encode_png",
     "hu_at",
-    "display_size",
-    "readout_text",
     "plane_geometry",
+    "readout_text",
+    "render_slice",
+    "save_viewer_html",
     "slice_image",
+    "view",
 ]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -251,279 +254,47 @@ def render_state(volume: Volume, state: ViewerState, mask: np.ndarray | None = N
     )
 
 
-def _resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    rows = (np.arange(height) * image.shape[0] / height).astype(np.intp)
-    cols = (np.arange(width) * image.shape[1] / width).astype(np.intp)
-    return image[rows[:, None], cols[None, :]]
+_STATIC_DIR = Path(__file__).with_name("static")
+#: Volumes up to this many bytes go to the page at full resolution; bigger ones are decimated.
+FULL_RESOLUTION_BYTES = 256 * 1024 * 1024
+#: Limit of the volume embedded by :func:`save_viewer_html` (base64 adds a third).
+HTML_EXPORT_BYTES = 48 * 1024 * 1024
+_OVERLAY_COLOURS = [(255, 40, 40), (64, 196, 255), (118, 255, 3), (255, 193, 7), (224, 64, 251), (0, 230, 118)]
+# per plane: letters at (left, right, top, bottom) in the radiological layout of ``planes``
+_LETTERS = {
+    "axial": ("R", "L", "A", "P"),
+    "coronal": ("R", "L", "S", "I"),
+    "sagittal": ("A", "P", "S", "I"),
+}
 
 
-class SliceViewer:
-    """Slice browser widget; build it with :func:`view`.
+def decimation_factors(shape: tuple[int, int, int], itemsize: int, limit: int) -> tuple[int, int, int]:
+    """Integer steps per axis that bring ``prod(shape) * itemsize`` under `limit` bytes.
 
-    Attributes
-    ----------
-    state : ViewerState
-        The current plane, slice, window and probe.
-    widget : ipywidgets.VBox
-        The whole control; ``slider``, ``plane_buttons``, ``preset``,
-        ``center``, ``width``, ``probe_row``, ``probe_col``, ``opacity``,
-        ``play``, ``image`` and ``readout`` are its parts.
+    In-plane axes are thinned first (they are the finest), slices last.
+
+    Examples
+    --------
+    >>> decimation_factors((256, 512, 512), 2, 256 * 2**20)
+    (1, 1, 1)
+    >>> decimation_factors((256, 512, 512), 2, 48 * 2**20)
+    (1, 2, 2)
     """
-
-    def __init__(
-        self,
-        volume: Volume,
-        mask: np.ndarray | None = None,
-        *,
-        plane: str = "axial",
-        window: str | tuple[float, float] = "brain",
-        index: int | None = None,
-        size: int = 512,
-        opacity: float = 0.4,
-    ) -> None:
-        import ipywidgets as widgets
-
-        from .intensity import WINDOWS
-
-        self.volume = volume
-        if mask is not None:
-            mask = np.asarray(getattr(mask, "hu", mask))
-            if mask.shape != volume.shape:
-                raise ValueError(f"mask shape {mask.shape} differs from volume shape {volume.shape}")
-        self.mask = mask
-        self.size = size
-        center, width, label = window_setting(window)
-        window_name = window if isinstance(window, str) else "custom"
-        geometry = plane_geometry(volume, plane)
-        if index is None:
-            index = geometry.n_slices // 2
-        height, width_px = slice_image(volume.hu, geometry, 0).shape
-        self.state = ViewerState(
-            plane, int(index), center, width, window_name, height // 2, width_px // 2, opacity
-        )
-        self._quiet = 0
-
-        self.plane_buttons = widgets.ToggleButtons(
-            options=list(PLANES), value=plane,
-            style={"button_width": "80px"},
-        )
-        self.preset = widgets.Dropdown(
-            options=[*WINDOWS, "custom"], value=window_name, description="window",
-            layout=widgets.Layout(width="190px"),
-        )
-        self.center = widgets.FloatText(
-            value=center, step=5, description="center", layout=widgets.Layout(width="150px"),
-            style={"description_width": "45px"},
-        )
-        self.width = widgets.BoundedFloatText(
-            value=width, min=1, max=10000, step=10, description="width",
-            layout=widgets.Layout(width="150px"), style={"description_width": "40px"},
-        )
-        self.slider = widgets.IntSlider(
-            value=self.state.index, min=0, max=geometry.n_slices - 1, description="slice",
-            continuous_update=True, layout=widgets.Layout(width="420px"),
-        )
-        self.play = widgets.Play(
-            value=self.state.index, min=0, max=geometry.n_slices - 1, interval=120,
-            description="play",
-        )
-        widgets.jslink((self.play, "value"), (self.slider, "value"))
-        self.probe_row = widgets.BoundedIntText(
-            value=self.state.probe_row, min=0, max=height - 1, description="probe row",
-            layout=widgets.Layout(width="160px"), style={"description_width": "70px"},
-        )
-        self.probe_col = widgets.BoundedIntText(
-            value=self.state.probe_col, min=0, max=width_px - 1, description="col",
-            layout=widgets.Layout(width="120px"), style={"description_width": "30px"},
-        )
-        self.opacity = widgets.FloatSlider(
-            value=opacity, min=0.0, max=1.0, step=0.05, description="mask",
-            layout=widgets.Layout(width="260px", display="flex" if mask is not None else "none"),
-        )
-        self.image = widgets.Image(format="png")
-        self.image.add_class("ctexplore-image")
-        self.readout = widgets.HTML()
-        self.readout.add_class("ctexplore-readout")
-
-        self.slider.observe(self._on_slice, "value")
-        self.plane_buttons.observe(self._on_plane, "value")
-        self.preset.observe(self._on_preset, "value")
-        self.center.observe(self._on_window, "value")
-        self.width.observe(self._on_window, "value")
-        self.opacity.observe(self._on_opacity, "value")
-        self.probe_row.observe(self._on_probe, "value")
-        self.probe_col.observe(self._on_probe, "value")
-
-        self.widget = widgets.VBox(
-            [
-                widgets.HBox([self.plane_buttons]),
-                widgets.HBox([self.preset, self.center, self.width]),
-                widgets.HBox([self.play, self.slider]),
-                self.image,
-                widgets.HBox([self.probe_row, self.probe_col, self.opacity]),
-                self.readout,
-            ]
-        )
-        self.widget.add_class("ctexplore-viewer")
-        self._draw()
-
-    # --- drawing -------------------------------------------------------------------------
-    def render_png(self) -> bytes:
-        """PNG bytes of the current slice at array resolution (what the image widget shows)."""
-        return encode_png(render_state(self.volume, self.state, self.mask))
-
-    def _draw(self, image: bool = True) -> None:
-        if image:
-            geometry = plane_geometry(self.volume, self.state.plane)
-            width, height = display_size(geometry, self.volume.shape, self.size)
-            self.image.layout.width = f"{width}px"
-            self.image.layout.height = f"{height}px"
-            self.image.layout.object_fit = "fill"
-            self.image.value = self.render_png()
-        self.readout.value = f"<code>{readout_text(self.volume, self.state)}</code>"
-
-    @contextmanager
-    def _quietly(self) -> Iterator[None]:
-        """Change several controls without each one redrawing."""
-        self._quiet += 1
-        try:
-            yield
-        finally:
-            self._quiet -= 1
-
-    # --- control callbacks ---------------------------------------------------------------
-    def _on_slice(self, change: dict[str, Any]) -> None:
-        if self._quiet:
-            return
-        self.state = replace(self.state, index=int(change["new"]))
-        self._draw()
-
-    def _on_plane(self, change: dict[str, Any]) -> None:
-        if self._quiet:
-            return
-        self.set_plane(change["new"])
-
-    def set_plane(self, plane: str) -> None:
-        """Switch plane, keeping the probed voxel: the new plane passes through it."""
-        old = plane_geometry(self.volume, self.state.plane)
-        new = plane_geometry(self.volume, plane)
-        voxel = voxel_index(
-            old, self.volume.shape, self.state.index, self.state.probe_row, self.state.probe_col
-        )
-        row, col = (int(v) for v in display_pixel(new, self.volume.shape, voxel))
-        height, width = slice_image(self.volume.hu, new, 0).shape
-        index = voxel[new.slice_axis]
-        self.state = replace(self.state, plane=plane, index=index, probe_row=row, probe_col=col)
-        with self._quietly():
-            self.plane_buttons.value = plane
-            # widen before narrowing so no intermediate value is clamped
-            for control in (self.slider, self.play):
-                control.max = max(control.max, new.n_slices - 1)
-                control.value = index
-                control.max = new.n_slices - 1
-            self.probe_row.max, self.probe_col.max = height - 1, width - 1
-            self.probe_row.value, self.probe_col.value = row, col
-        self._draw()
-
-    def _on_preset(self, change: dict[str, Any]) -> None:
-        if self._quiet or change["new"] == "custom":
-            return
-        from .intensity import WINDOWS
-
-        center, width = WINDOWS[change["new"]]
-        self.state = replace(self.state, center=center, width=width, window_name=change["new"])
-        with self._quietly():
-            self.center.value, self.width.value = center, width
-        self._draw()
-
-    def _on_window(self, change: dict[str, Any]) -> None:
-        if self._quiet:
-            return
-        self.state = replace(
-            self.state, center=float(self.center.value), width=float(self.width.value),
-            window_name="custom",
-        )
-        with self._quietly():
-            self.preset.value = "custom"
-        self._draw()
-
-    def _on_opacity(self, change: dict[str, Any]) -> None:
-        if self._quiet:
-            return
-        self.state = replace(self.state, opacity=float(change["new"]))
-        self._draw()
-
-    def _on_probe(self, change: dict[str, Any]) -> None:
-        if self._quiet:
-            return
-        self.state = replace(
-            self.state, probe_row=int(self.probe_row.value), probe_col=int(self.probe_col.value)
-        )
-        self._draw(image=False)
-
-    # --- notebook display ----------------------------------------------------------------
-    def static_png(self) -> bytes:
-        """The current slice with square millimetres, for outputs without a live kernel."""
-        geometry = plane_geometry(self.volume, self.state.plane)
-        width, height = display_size(geometry, self.volume.shape, self.size)
-        image = render_state(self.volume, self.state, self.mask)
-        return encode_png(_resize_nearest(image, width, height), compress_level=6)
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        # the widget view for a live kernel; JupyterLab prefers it, while nbconvert (without
-        # saved widget state) and GitHub fall back to the picture and the text
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        bundle["image/png"] = self.static_png()
-        bundle["text/plain"] = readout_text(self.volume, self.state)
-        return bundle
-
-    def __repr__(self) -> str:
-        return f"SliceViewer({self.volume!r}, {readout_text(self.volume, self.state)})"
+    steps = [1, 1, 1]
+    order = [1, 2, 0]
+    turn = 0
+    while np.prod([-(-n // s) for n, s in zip(shape, steps)]) * itemsize > limit:
+        steps[order[turn % 3]] += 1
+        turn += 1
+        if turn > 3000:  # pragma: no cover - limit below one voxel
+            raise ValueError(f"limit of {limit} bytes is too small for any volume")
+    return tuple(steps)  # type: ignore[return-value]
 
 
-def view(
-    volume: Volume,
-    mask: np.ndarray | None = None,
-    *,
-    plane: str = "axial",
-    window: str | tuple[float, float] = "brain",
-    index: int | None = None,
-    size: int = 512,
-    opacity: float = 0.4,
-) -> SliceViewer:
-    """Interactive slice browser for a notebook (display the returned object).
+def display_volume(volume: Volume, limit: int = FULL_RESOLUTION_BYTES) -> tuple[Volume, str]:
+    """The volume the page receives: int16 HU, tilt corrected, decimated beyond `limit` bytes.
 
-    Parameters
-    ----------
-    volume : Volume
-    mask : (slices, rows, cols) ndarray or Volume, optional
-        Nonzero voxels are overlaid in red (e.g. a hemorrhage label).
-    plane : {"axial", "coronal", "sagittal"}
-    window : str or (float, float)
-        Preset of :data:`ctexplore.intensity.WINDOWS` or ``(center, width)`` in HU.
-    index : int, optional
-        First slice shown (default: the middle one).
-    size : int
-        Longest side of the picture in screen pixels; the other side follows
-        the voxel spacing so millimetres stay square.
-    opacity : float
-        Mask opacity, 0..1.
-
-    Returns
-    -------
-    SliceViewer
-        Shown as the widget when it is the last expression of a cell; its
-        ``state`` holds the current plane, slice, window and probe. Without
-        a live kernel (exported HTML, GitHub) the output shows a PNG of the
-        slice that was current when the cell ran.
-
-    Notes
-    -----
-    Controls: plane buttons; window preset menu plus center and width in HU
-    (editing them switches the menu to "custom"); slice slider with a play
-    button; the probe row and column whose HU value the readout line shows
-    (switching plane keeps the probed voxel, so the new plane passes through
-    it); mask opacity when a mask is given.
+    Returns the volume and a note saying what was changed ("" when nothing was).
 
     Examples
     --------
@@ -531,11 +302,400 @@ def view(
     >>> from ctexplore.volume import Volume
     >>> axial = np.zeros((4, 4))
     >>> axial[2, 0], axial[1, 1], axial[0, 2], axial[3, 3] = 5.0, 0.5, 0.5, 1.0
-    >>> viewer = view(Volume(np.zeros((20, 64, 64), np.int16), axial))
-    >>> viewer.slider.value = 12  # what dragging the slider does
-    >>> viewer.readout.value
-    '<code>axial 12/19 | z = 60.0 mm | HU at (row 32, col 32) = 0 | brain 40/80</code>'
+    >>> shown, note = display_volume(Volume(np.zeros((4, 8, 8), np.float32) + 0.4, axial), limit=200)
+    >>> shown.hu.dtype, shown.shape, note
+    (dtype('int16'), (4, 4, 4), 'HU rounded to whole units for display; every 1st slice, 2nd row, 2nd column shown (volume over 200 bytes)')
     """
-    return SliceViewer(
-        volume, mask, plane=plane, window=window, index=index, size=size, opacity=opacity
+    notes = []
+    if volume.is_tilted:
+        from .geometry import correct_tilt
+
+        notes.append(f"gantry tilt {volume.gantry_tilt:.1f}° corrected for display (ctexplore.correct_tilt)")
+        volume = correct_tilt(volume)
+    hu = volume.hu
+    if hu.dtype != np.int16:
+        if np.issubdtype(hu.dtype, np.integer) and hu.min() >= -32768 and hu.max() <= 32767:
+            hu = hu.astype(np.int16)
+        else:
+            hu = np.clip(np.rint(hu), -32768, 32767).astype(np.int16)
+            notes.append("HU rounded to whole units for display")
+    steps = decimation_factors(volume.shape, 2, limit)
+    affine = volume.affine
+    padding = volume.padding
+    if steps != (1, 1, 1):
+        cut = tuple(slice(None, None, s) for s in steps)
+        hu = hu[cut]
+        padding = None if padding is None else padding[cut]
+        affine = affine.copy()
+        affine[:3, :3] = affine[:3, :3] * np.asarray(steps, dtype=np.float64)
+        names = ("slice", "row", "column")
+        notes.append(
+            "every " + ", ".join(f"{_ordinal(s)} {n}" for s, n in zip(steps, names))
+            + f" shown (volume over {limit} bytes)"
+        )
+    shown = volume.with_hu(np.ascontiguousarray(hu), affine, padding=padding)
+    return shown, "; ".join(notes)
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'st' if n == 1 else 'nd' if n == 2 else 'rd' if n == 3 else 'th'}"
+
+
+def _viewer_meta(volume: Volume, window: tuple[float, float, str], note: str) -> dict[str, Any]:
+    planes = {}
+    for plane in PLANES:
+        geometry = plane_geometry(volume, plane)
+        axis, positions = slice_positions(volume, geometry)
+        planes[plane] = {
+            "slice_axis": geometry.slice_axis,
+            "vertical_axis": geometry.vertical_axis,
+            "horizontal_axis": geometry.horizontal_axis,
+            "flip_vertical": geometry.flip_vertical,
+            "flip_horizontal": geometry.flip_horizontal,
+            "n_slices": geometry.n_slices,
+            "pixel_height": geometry.pixel_height,
+            "pixel_width": geometry.pixel_width,
+            "position_axis": axis,
+            "positions": [round(float(p), 3) for p in positions],
+        }
+    letters = {p: dict(zip(("left", "right", "top", "bottom"), v)) for p, v in _LETTERS.items()}
+    return {
+        "shape": list(volume.shape),
+        "planes": planes,
+        "letters": letters,
+        "initial_window": list(window),
+        "note": note,
+        "banner": "",
+    }
+
+
+def _as_overlays(volume: Volume, overlays: Any) -> list[tuple[str, np.ndarray]]:
+    if overlays is None:
+        return []
+    if isinstance(overlays, np.ndarray) or hasattr(overlays, "hu"):
+        overlays = {"mask": overlays}
+    named = []
+    for name, array in dict(overlays).items():
+        array = np.asarray(getattr(array, "hu", array))
+        if array.shape != volume.shape:
+            raise ValueError(
+                f"overlay {name!r} has shape {array.shape}, the volume {volume.shape}; "
+                "give one value per voxel (a mask or a label map)"
+            )
+        if array.dtype != bool and (array.min() < 0 or array.max() > 255):
+            raise ValueError(f"overlay {name!r} holds labels outside 0..255; relabel it first")
+        named.append((name, array))
+    return named
+
+
+try:  # the widget needs anywidget; the functions above do not
+    import anywidget
+    import traitlets
+except ImportError:  # pragma: no cover
+    anywidget = None
+
+
+if anywidget is not None:
+
+    class CTViewer(anywidget.AnyWidget):
+        """In-browser CT viewer; build it with :func:`view`.
+
+        Synced state (read and set it from Python): ``crosshair`` (array voxel
+        ``[slice, row, col]``, which also fixes the slice of every plane),
+        ``plane`` (main plane), ``layout`` (``"three"`` or ``"one"``),
+        ``center``/``width``/``window_name``, ``convention``, ``opacity``,
+        ``overlay_visible`` and ``measurements`` (made in the page).
+        The volume itself is never synced state: the page asks for it once by
+        a custom message and gets it as binary buffers.
+        """
+
+        _esm = _STATIC_DIR / "viewer.js"
+        _css = _STATIC_DIR / "viewer.css"
+        _meta = traitlets.Dict().tag(sync=True)
+        _static_id = traitlets.Unicode().tag(sync=True)
+        crosshair = traitlets.List(traitlets.Int(), minlen=3, maxlen=3).tag(sync=True)
+        plane = traitlets.Enum(PLANES, default_value="axial").tag(sync=True)
+        layout = traitlets.Enum(("three", "one"), default_value="three").tag(sync=True)
+        center = traitlets.Float(40.0).tag(sync=True)
+        width = traitlets.Float(80.0).tag(sync=True)
+        window_name = traitlets.Unicode("brain").tag(sync=True)
+        convention = traitlets.Enum(("radiological", "neurological"), default_value="radiological").tag(sync=True)
+        opacity = traitlets.Float(0.4).tag(sync=True)
+        overlay_visible = traitlets.List(traitlets.Bool()).tag(sync=True)
+        measurements = traitlets.List(traitlets.Dict()).tag(sync=True)
+
+        def __init__(
+            self,
+            volume: Volume,
+            overlays: Any = None,
+            *,
+            plane: str = "axial",
+            window: str | tuple[float, float] = "brain",
+            index: int | None = None,
+            layout: str = "three",
+            opacity: float = 0.4,
+            max_bytes: int = FULL_RESOLUTION_BYTES,
+        ) -> None:
+            import uuid
+
+            shown, note = display_volume(volume, max_bytes)
+            self.volume = shown  # the page's copy; the same array when no conversion was needed
+            self.overlays = _as_overlays(volume, overlays)
+            if shown.shape != volume.shape:
+                steps = decimation_factors(volume.shape, 2, max_bytes)
+                cut = tuple(slice(None, None, s) for s in steps)
+                self.overlays = [(n, a[cut]) for n, a in self.overlays]
+            center, width, _ = window_setting(window)
+            name = window if isinstance(window, str) else "custom"
+            crosshair = [n // 2 for n in shown.shape]
+            if index is not None:
+                geometry = plane_geometry(shown, plane)
+                crosshair[geometry.slice_axis] = int(index)
+            super().__init__(
+                _meta=_viewer_meta(shown, (center, width, name), note),
+                _static_id=uuid.uuid4().hex,
+                crosshair=crosshair, plane=plane, layout=layout, center=center, width=width,
+                window_name=name, opacity=opacity, overlay_visible=[True] * len(self.overlays),
+            )
+            self.on_msg(self._on_message)
+            self._static_handle: Any = None
+
+        @property
+        def state(self) -> ViewerState:
+            """The main plane's slice, window and crosshair as a :class:`ViewerState`."""
+            geometry = plane_geometry(self.volume, self.plane)
+            row, col = display_pixel(geometry, self.volume.shape, tuple(self.crosshair))
+            return ViewerState(
+                self.plane, self.crosshair[geometry.slice_axis], self.center, self.width,
+                self.window_name, int(row), int(col), self.opacity,
+            )
+
+        def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
+            if content.get("type") == "ping":
+                self.send({"type": "pong"})
+            elif content.get("type") == "request_volume":
+                message, buffers = self._volume_message()
+                self.send(message, buffers)
+
+        def _volume_message(self) -> tuple[dict[str, Any], list[memoryview]]:
+            buffers = [memoryview(self.volume.hu).cast("B")]
+            padding = self.volume.padding is not None and bool(self.volume.padding.any())
+            if padding:
+                buffers.append(memoryview(np.ascontiguousarray(self.volume.padding, np.uint8)).cast("B"))
+            overlays = []
+            for i, (name, array) in enumerate(self.overlays):
+                buffers.append(memoryview(np.ascontiguousarray(array, np.uint8)).cast("B"))
+                colour = _OVERLAY_COLOURS[i % len(_OVERLAY_COLOURS)]
+                colours = [[0, 0, 0], list(colour)] if array.dtype == bool or array.max() <= 1 else [
+                    [0, 0, 0], *[list(c) for c in _OVERLAY_COLOURS]]
+                overlays.append({"name": name, "colours": colours})
+            return {"type": "volume", "padding": padding, "overlays": overlays}, buffers
+
+        # --- pictures without a kernel --------------------------------------------------
+        def static_png(self, dpi: int = 90) -> bytes:
+            """PNG of the three planes through the crosshair, with window, slice and letters."""
+            import io
+
+            import matplotlib.pyplot as plt
+
+            from .plotting import plot_orthogonal
+
+            figure = plot_orthogonal(
+                self.volume, tuple(self.crosshair), window=(self.center, self.width), panel_height=3.0
+            )
+            figure.suptitle(
+                f"{readout_text(self.volume, self.state)}  (static picture; run the cell for the live viewer)",
+                fontsize=8,
+            )
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+            plt.close(figure)
+            return buffer.getvalue()
+
+        def _static_bundle(self) -> dict[str, Any]:
+            import base64
+
+            png = self.static_png()
+            alt = f"ctexplore viewer {self._static_id}: {readout_text(self.volume, self.state)}"
+            html = f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+            return {"text/html": html, "image/png": png, "text/plain": alt}
+
+        def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+            # nbconvert shows only the widget view of an output once widget state is saved,
+            # so the static picture is its own output; the live widget hides it in the page
+            from IPython.display import display
+
+            self._static_handle = display(self._static_bundle(), raw=True, display_id=True)
+            return super()._repr_mimebundle_(**kwargs)
+
+        def update_static(self) -> None:
+            """Redraw the static picture (for the saved notebook) from the current state."""
+            if self._static_handle is not None:
+                self._static_handle.update(self._static_bundle(), raw=True)
+
+        def save_html(self, path: str | os.PathLike[str], max_bytes: int = HTML_EXPORT_BYTES) -> Path:
+            """Write one self-contained HTML file that browses this volume offline."""
+            return save_viewer_html(self.volume, path, overlays=dict(self.overlays) or None,
+                                    window=(self.center, self.width), max_bytes=max_bytes,
+                                    crosshair=tuple(self.crosshair))
+
+
+def save_viewer_html(
+    volume: Volume,
+    path: str | os.PathLike[str],
+    *,
+    overlays: Any = None,
+    window: str | tuple[float, float] = "brain",
+    max_bytes: int = HTML_EXPORT_BYTES,
+    crosshair: tuple[int, int, int] | None = None,
+) -> Path:
+    """One self-contained HTML file with the viewer and the volume, for a colleague without Python.
+
+    The same JavaScript as :func:`view`; the volume is embedded base64 as int16,
+    decimated beyond `max_bytes` (the page says so). Written atomically.
+    """
+    import base64
+    import json
+    import tempfile
+
+    shown, note = display_volume(volume, max_bytes)
+    named = _as_overlays(volume, overlays)
+    if shown.shape != volume.shape:
+        cut = tuple(slice(None, None, s) for s in decimation_factors(volume.shape, 2, max_bytes))
+        named = [(n, a[cut]) for n, a in named]
+    center, width, _ = window_setting(window)
+    name = window if isinstance(window, str) else "custom"
+    meta = _viewer_meta(shown, (center, width, name), note)
+    meta["banner"] = "standalone copy: no Python behind it"
+    point = list(crosshair) if crosshair is not None else [n // 2 for n in shown.shape]
+    state = {
+        "_meta": meta, "_static_id": "standalone", "crosshair": point, "plane": "axial",
+        "layout": "three", "center": center, "width": width, "window_name": name,
+        "convention": "radiological", "opacity": 0.4, "overlay_visible": [True] * len(named),
+        "measurements": [],
+    }
+    blobs = [np.ascontiguousarray(shown.hu).tobytes()]
+    has_padding = shown.padding is not None and bool(shown.padding.any())
+    if has_padding:
+        blobs.append(np.ascontiguousarray(shown.padding, np.uint8).tobytes())
+    overlay_info = []
+    for i, (overlay_name, array) in enumerate(named):
+        blobs.append(np.ascontiguousarray(array, np.uint8).tobytes())
+        overlay_info.append({"name": overlay_name, "colours": [[0, 0, 0], list(_OVERLAY_COLOURS[i % 6])]})
+    message = {"type": "volume", "padding": has_padding, "overlays": overlay_info}
+    script = (_STATIC_DIR / "viewer.js").read_text().replace("export default { render };", "")
+    script = script.replace("export function createViewer", "function createViewer")
+    payload = json.dumps([base64.b64encode(b).decode("ascii") for b in blobs])
+    html = _HTML_TEMPLATE.format(
+        css=(_STATIC_DIR / "viewer.css").read_text(), script=script,
+        state=json.dumps(state), message=json.dumps(message), payload=payload,
+        title=f"ctexplore viewer: {volume.meta.get('series_description', 'CT')}",
+    )
+    target = Path(path)
+    with tempfile.NamedTemporaryFile("w", dir=target.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
+        handle.write(html)
+    os.replace(handle.name, target)
+    return target
+
+
+_HTML_TEMPLATE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>body {{ background: #111; margin: 12px; }} {css}</style></head>
+<body><div id="viewer"></div>
+<script>
+{script}
+(function () {{
+  const state = {state};
+  const listeners = {{}};
+  const model = {{
+    standalone: true,
+    get: (k) => state[k],
+    set: (k, v) => {{ state[k] = v; (listeners["change:" + k] || []).forEach((f) => f()); }},
+    on: (name, f) => {{ (listeners[name] = listeners[name] || []).push(f); }},
+    save_changes: () => {{}},
+    send: (content) => {{
+      if (content.type !== "request_volume") return;
+      const buffers = {payload}.map((text) => {{
+        const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+        return new DataView(bytes.buffer);
+      }});
+      setTimeout(() => (listeners["msg:custom"] || []).forEach((f) => f({message}, buffers)), 0);
+    }},
+  }};
+  createViewer(model, document.getElementById("viewer"));
+}})();
+</script></body></html>
+"""
+
+
+def view(
+    volume: Volume,
+    overlays: Any = None,
+    *,
+    plane: str = "axial",
+    window: str | tuple[float, float] = "brain",
+    index: int | None = None,
+    layout: str = "three",
+    opacity: float = 0.4,
+    max_bytes: int = FULL_RESOLUTION_BYTES,
+) -> CTViewer:
+    """CT viewer that runs in the browser (display the returned widget).
+
+    Parameters
+    ----------
+    volume : Volume
+        Sent to the page once, as int16 HU (float HU rounded to whole units),
+        gantry tilt corrected first (the viewer notes it).
+    overlays : ndarray, Volume or dict of name -> array, optional
+        Masks or label maps (0..255), one value per voxel; colours, a legend,
+        on/off and opacity in the page.
+    plane : {"axial", "coronal", "sagittal"}
+        Main plane (the one shown with ``layout="one"``).
+    window : str or (float, float)
+        Preset of :data:`ctexplore.intensity.WINDOWS` or ``(center, width)`` in HU.
+    index : int, optional
+        Slice of `plane` shown first (default: the middle one).
+    layout : {"three", "one"}
+    opacity : float
+    max_bytes : int
+        Size policy: volumes up to this many bytes of int16 (default 256 MiB,
+        i.e. 512 x 512 x 512) go at full resolution; bigger ones are thinned
+        by whole steps (rows and columns first) and the viewer says so.
+        Pass a larger value for full resolution, memory permitting.
+
+    Returns
+    -------
+    CTViewer
+        Its traitlets (``crosshair``, ``plane``, ``center``, ``width`` ...)
+        follow the page and drive it. The cell's output also holds a static
+        PNG of the three planes for nbconvert HTML and GitHub.
+
+    Notes
+    -----
+    Mouse: wheel steps a slice per notch in the plane under the pointer;
+    click moves the crosshair (the other planes follow); left drag changes
+    the window (horizontal width, vertical centre); right or shift drag pans;
+    ctrl+wheel zooms; double-click resets. Keys (with the viewer focused):
+    ArrowUp/ArrowDown one slice, PageUp/PageDown ten, 1-6 window presets,
+    +/- zoom, r reset. The tool menu switches clicks to line (mm) and box or
+    ellipse (mean, SD, min, max HU, area) measurements.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ctexplore.volume import Volume
+    >>> axial = np.zeros((4, 4))
+    >>> axial[2, 0], axial[1, 1], axial[0, 2], axial[3, 3] = 5.0, 0.5, 0.5, 1.0
+    >>> viewer = view(Volume(np.zeros((20, 64, 64), np.int16), axial), index=12)
+    >>> viewer.crosshair, viewer.state.index
+    ([12, 32, 32], 12)
+    >>> viewer.crosshair = [5, 32, 32]  # what scrolling the axial plane does
+    >>> readout_text(viewer.volume, viewer.state)
+    'axial 5/19 | z = 25.0 mm | HU at (row 32, col 32) = 0 | brain 40/80'
+    """
+    if anywidget is None:  # pragma: no cover
+        raise ImportError("ctexplore.view needs anywidget: pip install anywidget")
+    return CTViewer(
+        volume, overlays, plane=plane, window=window, index=index, layout=layout,
+        opacity=opacity, max_bytes=max_bytes,
     )

@@ -7,11 +7,143 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-__all__ = ["Volume", "affine_spacing", "affine_tilt", "AIR_HU"]
+__all__ = [
+    "Volume",
+    "affine_spacing",
+    "affine_tilt",
+    "affine_normal",
+    "slice_normal",
+    "axial_affine",
+    "patient_axes",
+    "AIR_HU",
+]
 
 #: Hounsfield value of air (by definition of the scale); the fill for voxels outside the scan.
 AIR_HU = -1000.0
+
+
+def slice_normal(row_direction: ArrayLike, column_direction: ArrayLike) -> np.ndarray:
+    """Unit normal of an image plane: row direction x column direction.
+
+    The row and column directions are the two halves of (0020,0037) *Image
+    Orientation (Patient)*; their cross product points the way slice positions
+    increase (PS3.3 C.7.6.2.1.1 Image Position and Image Orientation).
+
+    Parameters
+    ----------
+    row_direction, column_direction : (3,) array-like
+        Direction of a row (first three cosines) and of a column (last three),
+        in patient LPS; any length, not necessarily unit.
+
+    Returns
+    -------
+    (3,) float64 ndarray
+
+    See Also
+    --------
+    affine_normal : the same normal, from a `Volume` affine.
+
+    Examples
+    --------
+    >>> slice_normal([1, 0, 0], [0, 1, 0])  # axial: rows along x, columns along y
+    array([0., 0., 1.])
+    """
+    normal = np.cross(np.asarray(row_direction, dtype=np.float64), np.asarray(column_direction, dtype=np.float64))
+    return normal / np.linalg.norm(normal)
+
+
+def affine_normal(affine: np.ndarray) -> np.ndarray:
+    """Unit slice normal of an index-to-patient affine (see `Volume.affine`).
+
+    Column 2 of the affine steps along a row, column 1 along a column, so this
+    is `slice_normal` of those two.
+
+    See Also
+    --------
+    slice_normal
+
+    Examples
+    --------
+    >>> affine_normal(axial_affine((2.5, 0.5, 0.5)))
+    array([0., 0., 1.])
+    """
+    matrix = np.asarray(affine, dtype=np.float64)
+    return slice_normal(matrix[:3, 2], matrix[:3, 1])
+
+
+def axial_affine(
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> np.ndarray:
+    """The affine of a plain axial scan: slices up z (to the head), rows along y, columns along x.
+
+    This is what a scanner writes for a supine patient with (0020,0037)
+    *Image Orientation (Patient)* ``1, 0, 0, 0, 1, 0``. Use it to build
+    volumes for examples and tests.
+
+    Parameters
+    ----------
+    spacing : (slice, row, column) mm
+    origin : (x, y, z) mm
+        Patient LPS position of the first voxel's centre.
+
+    Returns
+    -------
+    (4, 4) float64 ndarray
+        Maps ``(slice, row, col, 1)`` to patient LPS millimetres.
+
+    See Also
+    --------
+    Volume
+
+    Examples
+    --------
+    >>> affine = axial_affine((2.5, 0.5, 0.4), origin=(-10.0, -20.0, 30.0))
+    >>> affine @ [2, 1, 1, 1]
+    array([ -9.6, -19.5,  35. ,   1. ])
+    """
+    slice_mm, row_mm, col_mm = (float(s) for s in spacing)
+    affine = np.zeros((4, 4))
+    affine[:3, 0] = (0.0, 0.0, slice_mm)
+    affine[:3, 1] = (0.0, row_mm, 0.0)
+    affine[:3, 2] = (col_mm, 0.0, 0.0)
+    affine[:3, 3] = origin
+    affine[3, 3] = 1.0
+    return affine
+
+
+def patient_axes(affine: np.ndarray) -> tuple[int, int, int]:
+    """The array axis that runs most nearly along patient x, y and z.
+
+    Found with `nibabel.orientations.io_orientation`, which first removes any
+    shear (gantry tilt), so a tilted or oblique scan maps to its nearest
+    canonical layout.
+
+    Returns
+    -------
+    (x_axis, y_axis, z_axis) : tuple of int
+        ``result[patient_axis]`` is the array axis (0 slice, 1 row, 2 column).
+
+    See Also
+    --------
+    ctexplore.reorient : permutes a volume into a named layout.
+
+    Examples
+    --------
+    >>> patient_axes(axial_affine())  # columns along x, rows along y, slices along z
+    (2, 1, 0)
+    """
+    from nibabel.orientations import io_orientation
+
+    orientation = io_orientation(np.asarray(affine, dtype=np.float64))
+    if np.isnan(orientation).any():
+        raise ValueError(f"affine columns are degenerate; no patient axis for every array axis:\n{affine}")
+    by_patient = [0, 0, 0]
+    for array_axis, (patient_axis, _sign) in enumerate(orientation):
+        by_patient[int(patient_axis)] = array_axis
+    return (by_patient[0], by_patient[1], by_patient[2])
 
 
 def affine_spacing(affine: np.ndarray) -> tuple[float, float, float]:
@@ -39,8 +171,7 @@ def affine_spacing(affine: np.ndarray) -> tuple[float, float, float]:
     """
     matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
     stack, col_step, row_step = matrix[:, 0], matrix[:, 1], matrix[:, 2]
-    normal = np.cross(row_step, col_step)
-    normal /= np.linalg.norm(normal)
+    normal = slice_normal(row_step, col_step)
     return (
         float(abs(stack @ normal)),
         float(np.linalg.norm(col_step)),
@@ -64,9 +195,8 @@ def affine_tilt(affine: np.ndarray) -> float:
     20.0
     """
     matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
-    stack, col_step, row_step = matrix[:, 0], matrix[:, 1], matrix[:, 2]
-    normal = np.cross(row_step, col_step)
-    normal /= np.linalg.norm(normal)
+    stack = matrix[:, 0]
+    normal = slice_normal(matrix[:, 2], matrix[:, 1])
     cosine = abs(stack @ normal) / np.linalg.norm(stack)
     return float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
 
@@ -121,14 +251,13 @@ class Volume:
             raise ValueError(f"affine must be 4x4, got shape {affine.shape}")
         object.__setattr__(self, "affine", affine)
         if self.padding is not None and self.padding.shape != self.hu.shape:
-            raise ValueError(
-                f"padding mask shape {self.padding.shape} differs from hu shape {self.hu.shape}"
-            )
+            raise ValueError(f"padding mask shape {self.padding.shape} differs from hu shape {self.hu.shape}")
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """``(slices, rows, cols)``."""
-        return self.hu.shape  # type: ignore[return-value]
+        slices, rows, cols = self.hu.shape
+        return (slices, rows, cols)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -148,9 +277,7 @@ class Volume:
     @property
     def normal(self) -> np.ndarray:
         """Unit slice normal: row direction x column direction (patient LPS)."""
-        col_step, row_step = self.affine[:3, 1], self.affine[:3, 2]
-        normal = np.cross(row_step, col_step)
-        return normal / np.linalg.norm(normal)
+        return affine_normal(self.affine)
 
     def index_to_world(self, index: np.ndarray) -> np.ndarray:
         """Patient LPS millimetres of ``(..., 3)`` voxel indices ``(slice, row, col)``."""
@@ -163,7 +290,7 @@ class Volume:
         inverse = np.linalg.inv(self.affine)
         return point @ inverse[:3, :3].T + inverse[:3, 3]
 
-    def with_hu(self, hu: np.ndarray, affine: np.ndarray | None = None, **changes: Any) -> "Volume":
+    def with_hu(self, hu: np.ndarray, affine: np.ndarray | None = None, **changes: Any) -> Volume:
         """A copy carrying a new array (and optionally a new affine); metadata kept."""
         if affine is None and hu.shape != self.hu.shape:
             raise ValueError("a new shape needs a new affine")

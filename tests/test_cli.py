@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from batch_data import write_dataset
+
 from ctexplore.cli import main
 from ctexplore.export import load_npz
 
@@ -33,9 +33,22 @@ def manifest(folder):
 
 def test_python_m_ctexplore_exits_1_and_summarises_when_a_series_fails(dataset, tmp_path):
     completed = subprocess.run(
-        [sys.executable, "-m", "ctexplore", "preprocess", str(dataset.root), str(tmp_path / "out"),
-         "--spacing", "4", "--no-progress", "--workers", "1"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "ctexplore",
+            "preprocess",
+            str(dataset.root),
+            str(tmp_path / "out"),
+            "--spacing",
+            "4",
+            "--no-progress",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 1, completed.stderr
     assert SUMMARY.search(completed.stdout).groups() == ("2", "2", "1")
@@ -48,8 +61,25 @@ def test_all_ok_exits_0(clean_dataset, tmp_path, capsys):
 
 
 def test_options_reach_the_output_file(clean_dataset, tmp_path):
-    status = main(["preprocess", str(clean_dataset.root), str(tmp_path), "--shape", "8", "16", "16",
-                   "--window", "brain", "subdural", "--rule", "description:thin", "--no-progress", "--workers", "1"])
+    status = main(
+        [
+            "preprocess",
+            str(clean_dataset.root),
+            str(tmp_path),
+            "--shape",
+            "8",
+            "16",
+            "16",
+            "--window",
+            "brain",
+            "subdural",
+            "--rule",
+            "description:thin",
+            "--no-progress",
+            "--workers",
+            "1",
+        ]
+    )
     assert status == 0
     rows = manifest(tmp_path)
     assert rows["CT TILT"]["status"] == "skipped"
@@ -67,7 +97,12 @@ def test_rerun_reports_already_done(clean_dataset, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "extra",
-    [["--rule", "largest"], ["--spacing", "1", "2"], ["--window", "purple"], ["--spacing", "1", "--shape", "1", "2", "3"]],
+    [
+        ["--rule", "largest"],
+        ["--spacing", "1", "2"],
+        ["--window", "purple"],
+        ["--spacing", "1", "--shape", "1", "2", "3"],
+    ],
 )
 def test_usage_errors_exit_2_without_writing(clean_dataset, tmp_path, capsys, extra):
     out = tmp_path / "out"
@@ -115,8 +150,23 @@ def test_unwritable_output_exits_2_with_the_reason(clean_dataset, tmp_path, caps
 
 
 def test_hu_dtype_float32_keeps_interpolated_values(clean_dataset, tmp_path):
-    assert main(["preprocess", str(clean_dataset.root), str(tmp_path), "--spacing", "4", "--hu-dtype", "float32",
-                 "--no-progress", "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "preprocess",
+                str(clean_dataset.root),
+                str(tmp_path),
+                "--spacing",
+                "4",
+                "--hu-dtype",
+                "float32",
+                "--no-progress",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     volume, extras = load_npz(tmp_path / manifest(tmp_path)["CT THIN"]["output"])
     assert volume.hu.dtype == "float32" and extras["provenance"]["options"]["pipeline"]["hu_dtype"] == "float32"
 

@@ -30,8 +30,13 @@ def oblique_volume(dtype=np.int16) -> Volume:
     affine[:3, 3] = [-80.0, -95.0, 140.0]
     padding = np.zeros(hu.shape, bool)
     padding[:, 0] = True
-    return Volume(hu, affine, padding=padding, files=tuple(f"/data/s{k}.dcm" for k in range(5)),
-                  meta={"series_uid": "1.2.826.0.1.1", "slice_positions": [0.0, -2.5, -5.0, -7.5, -10.0]})
+    return Volume(
+        hu,
+        affine,
+        padding=padding,
+        files=tuple(f"/data/s{k}.dcm" for k in range(5)),
+        meta={"series_uid": "1.2.826.0.1.1", "slice_positions": [0.0, -2.5, -5.0, -7.5, -10.0]},
+    )
 
 
 class TestSaveNpz:

@@ -345,3 +345,19 @@ class TestReorient:
         vol = Volume(np.zeros((2, 2, 2), np.int16), np.eye(4))
         with pytest.raises(ValueError, match="once each"):
             reorient(vol, "SSL")
+
+
+class TestCropKeepsPerSliceMetadata:
+    def test_crop_of_a_loaded_series_cuts_slice_positions_with_the_slices(self, tmp_path):
+        from ctexplore.phantom import write_series
+        from ctexplore.reader import load_series
+
+        write_series(tmp_path, n_slices=40, matrix=48, slice_spacing=5.0)
+        volume = load_series(tmp_path)  # the reader stores slice_positions as an array
+        cropped = crop_to_head(volume)
+        assert cropped.shape[0] < volume.shape[0]
+        positions = cropped.meta["slice_positions"]
+        assert len(positions) == cropped.shape[0] == len(cropped.files)
+        # each kept slice keeps its own position: the first one is where the affine puts slice 0
+        assert positions[0] == pytest.approx(float(cropped.affine[:3, 3] @ cropped.normal))
+        np.testing.assert_allclose(np.diff(positions), 5.0, atol=1e-3)

@@ -27,24 +27,37 @@ class TestWindow:
     @pytest.mark.parametrize("name", sorted(WINDOWS))
     def test_presets_match_the_float64_formula(self, name):
         center, width = WINDOWS[name]
-        out = window(HU, preset=name)
+        out = window(HU, name)
         assert out.dtype == np.float32 and out.shape == HU.shape
         np.testing.assert_allclose(out, reference_window(HU, center, width), atol=1e-6)
 
-    def test_required_presets_have_the_published_values(self):
-        assert WINDOWS["brain"] == (40, 80)
-        assert WINDOWS["subdural"] == (80, 200)
-        assert WINDOWS["stroke"] == (40, 40)
-        assert WINDOWS["soft_tissue"] == (40, 400)
-        assert WINDOWS["bone"] == (600, 2800)
-        assert WINDOWS["lung"] == (-600, 1500)
+    def test_brain_window_separates_fresh_blood_from_brain_and_bone_window_does_not(self):
+        # what the presets are for: acute blood ~65 HU against grey matter ~37 HU
+        tissue = np.array([37, 65], np.int16)
+        brain = window(tissue, "brain")
+        bone = window(tissue, "bone")
+        assert brain[1] - brain[0] > 0.3
+        assert bone[1] - bone[0] < 0.02
+        # the subdural window keeps blood below white and the skull (1000 HU) saturated
+        subdural = window(np.array([65, 1000], np.int16), "subdural")
+        assert subdural[0] < 0.9 and subdural[1] == 1.0
+
+    def test_every_spelling_of_one_window_gives_the_same_result(self):
+        expected = window(HU, "brain")
+        for out in (
+            window(HU, (40, 80)),
+            window(HU, preset="brain"),
+            window(HU, 40, 80),
+            window(HU, window=(40.0, 80.0)),
+        ):
+            np.testing.assert_array_equal(out, expected)
 
     def test_clips_at_center_plus_minus_half_width(self):
         out = window(np.array([-1, 0, 1, 79, 80, 81], np.int16), 40, 80)
         np.testing.assert_allclose(out, [0, 0, 1 / 80, 79 / 80, 1, 1], atol=1e-7)
 
     def test_uint8_is_the_rounded_float_window(self):
-        out = window(HU, preset="subdural", dtype=np.uint8)
+        out = window(HU, "subdural", dtype=np.uint8)
         assert out.dtype == np.uint8
         np.testing.assert_array_equal(out, np.rint(reference_window(HU, 80, 200) * 255))
 
@@ -60,33 +73,37 @@ class TestWindow:
 
     def test_bad_arguments_are_explained(self):
         with pytest.raises(ValueError, match="unknown window preset 'brian'"):
-            window(HU, preset="brian")
-        with pytest.raises(ValueError, match="center and width"):
+            window(HU, "brian")
+        with pytest.raises(ValueError, match=r"preset name or a \(center, width\) pair"):
             window(HU, 40)
+        with pytest.raises(ValueError, match="give a window"):
+            window(HU)
         with pytest.raises(ValueError, match="not both"):
             window(HU, 40, 80, preset="brain")
         with pytest.raises(ValueError, match="positive"):
             window(HU, 40, 0)
         with pytest.raises(ValueError, match="float32 or uint8"):
-            window(HU, preset="brain", dtype=np.float64)
+            window(HU, "brain", dtype=np.float64)
 
 
 class TestWindowStack:
     def test_channels_first_in_the_given_order(self):
         stack = window_stack(HU, ("bone", "brain", (80, 200)))
         assert stack.shape == (3, *HU.shape) and stack.dtype == np.float32
-        np.testing.assert_allclose(stack[0], window(HU, preset="bone"))
-        np.testing.assert_allclose(stack[1], window(HU, preset="brain"))
-        np.testing.assert_allclose(stack[2], window(HU, preset="subdural"))
+        np.testing.assert_allclose(stack[0], window(HU, "bone"))
+        np.testing.assert_allclose(stack[1], window(HU, "brain"))
+        np.testing.assert_allclose(stack[2], window(HU, "subdural"))
 
     def test_default_is_the_hemorrhage_triplet_and_uint8_works(self):
         stack = window_stack(HU, dtype=np.uint8)
         assert stack.dtype == np.uint8
-        np.testing.assert_array_equal(stack[2], window(HU, preset="soft_tissue", dtype=np.uint8))
+        np.testing.assert_array_equal(stack[2], window(HU, "soft_tissue", dtype=np.uint8))
 
     def test_empty_preset_list_is_refused(self):
-        with pytest.raises(ValueError, match="at least one"):
+        with pytest.raises(ValueError, match="one per channel"):
             window_stack(HU, ())
+        with pytest.raises(ValueError, match="one per channel"):
+            window_stack(HU, "brain")  # a name is not a sequence of windows
 
 
 class TestNormalize:

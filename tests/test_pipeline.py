@@ -8,22 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from batch_data import MARKER_MM, write_dataset
+
 from ctexplore import DicomError, scan
+from ctexplore.batch import ALREADY_DONE, MANIFEST_COLUMNS, preprocess
 from ctexplore.export import load_npz
+from ctexplore.intensity import window, window_stack
 from ctexplore.phantom import write_series
-from ctexplore.pipeline import (
-    ALREADY_DONE,
-    MANIFEST_COLUMNS,
-    PreprocessOptions,
-    find_studies,
-    iter_volumes,
-    output_name,
-    parse_rule,
-    preprocess,
-    select_series,
-)
+from ctexplore.pipeline import PreprocessOptions, iter_volumes, output_name
 
 FAST = PreprocessOptions(spacing=(4.0, 4.0, 4.0))
 
@@ -52,47 +44,33 @@ def run(dataset, out, **kwargs):
     return preprocess(dataset.root, out, progress=False, **kwargs)
 
 
-class TestSelectSeries:
-    def test_default_rule_takes_thin_axial_series_and_gives_reasons_for_the_rest(self, index):
-        study = next(s for s in find_studies(index) if s.patient_id == "CQ500-CT-1")
-        chosen, skipped = select_series(study.series)
-        assert [s.description for s in chosen] == ["CT THIN"]
-        reasons = {s.description: reason for s, reason in skipped}
-        assert reasons["CT 5mm"].startswith("not the thinnest: 5 mm")
-        assert "localizer" in reasons["SCOUT"]
-
-    def test_slices_rule_takes_only_series_with_that_many_images(self, index):
-        chosen, skipped = select_series(index.series, "slices:8")
-        assert sorted(s.description for s in chosen) == ["CT 5mm", "CT PLAIN"]
-        assert any(reason == "16 images; rule wants 8" for _, reason in skipped)
-
-    def test_description_rule_matches_case_insensitively(self, index):
-        chosen, skipped = select_series(index.series, "description:tilt")
-        assert [s.description for s in chosen] == ["CT TILT"]
-        assert any("does not match 'tilt'" in reason for _, reason in skipped)
-
-    def test_equal_spacing_is_broken_by_series_number_with_the_reason_recorded(self, tmp_path):
-        for number, kernel in ((4, "BONE"), (2, "SOFT")):
-            write_series(tmp_path, n_slices=4, matrix=16, series_number=number, series_description=kernel,
-                         file_prefix=kernel)
-        chosen, skipped = select_series(scan(tmp_path).series)
-        assert [s.description for s in chosen] == ["SOFT"]
-        assert "same slice spacing (5 mm) as series 2 'SOFT'" in skipped[0][1]
-
-    @pytest.mark.parametrize("rule", ["largest", "slices:0", "slices:x", "description:(", "thinnest:2"])
-    def test_invalid_rules_are_refused(self, rule):
-        with pytest.raises(ValueError, match="rule"):
-            parse_rule(rule)
-
-
 class TestOptions:
     def test_spacing_and_shape_together_are_refused(self):
         with pytest.raises(ValueError, match="either spacing or shape"):
             PreprocessOptions(spacing=(2, 2, 2), shape=(8, 8, 8))
 
+    def test_an_explicit_default_spacing_with_a_shape_is_refused(self):
+        # (1, 1, 1) equals the default, so a value comparison would silently drop it
+        with pytest.raises(ValueError, match="either spacing or shape"):
+            PreprocessOptions(spacing=(1.0, 1.0, 1.0), shape=(8, 8, 8))
+        assert PreprocessOptions(shape=(8, 8, 8)).spacing is None
+        assert PreprocessOptions().spacing == (1.0, 1.0, 1.0)
+
     def test_unknown_window_preset_is_refused(self):
         with pytest.raises(ValueError, match="unknown window preset"):
             PreprocessOptions(window="liver-ish")
+        with pytest.raises(ValueError, match="unknown window preset"):
+            PreprocessOptions(windows=("brain", "liver-ish"))
+
+    def test_a_window_is_a_preset_or_center_width_and_several_go_in_windows(self):
+        assert PreprocessOptions(window=(40, 80)).window == (40.0, 80.0)
+        assert PreprocessOptions(windows=("brain", (80, 200))).windows == ("brain", (80.0, 200.0))
+        with pytest.raises(ValueError, match="windows="):
+            PreprocessOptions(window=("brain", "bone"))
+        with pytest.raises(ValueError, match="positive"):
+            PreprocessOptions(window=(40, 0))
+        with pytest.raises(ValueError, match="one of window, windows or normalize"):
+            PreprocessOptions(window="brain", windows=("bone",))
 
 
 class TestPreprocess:
@@ -101,7 +79,12 @@ class TestPreprocess:
         rows = read_manifest(tmp_path)
         assert set(rows) == {"CT THIN", "CT 5mm", "SCOUT", "CT TILT", "CT PLAIN"}
         assert {d: r["status"] for d, r in rows.items()} == {
-            "CT THIN": "ok", "CT 5mm": "skipped", "SCOUT": "skipped", "CT TILT": "ok", "CT PLAIN": "failed"}
+            "CT THIN": "ok",
+            "CT 5mm": "skipped",
+            "SCOUT": "skipped",
+            "CT TILT": "ok",
+            "CT PLAIN": "failed",
+        }
         assert (summary.ok, summary.skipped, summary.failed) == (2, 2, 1)
         assert str(summary).startswith("2 ok, 2 skipped, 1 failed")
         for row in rows.values():
@@ -167,11 +150,22 @@ class TestPreprocess:
         ijk = np.rint(np.linalg.solve(image.affine, ras)[:3]).astype(int)
         assert image.get_fdata()[tuple(ijk)] > 2000
 
-    def test_window_option_stores_the_processed_array(self, dataset, tmp_path):
-        run(dataset, tmp_path, options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), window=("brain", "bone")))
+    def test_windows_option_stores_a_channel_stack(self, dataset, tmp_path):
+        run(
+            dataset,
+            tmp_path,
+            options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), windows=("brain", "bone"), hu_dtype="float32"),
+        )
         volume, extras = load_npz(tmp_path / read_manifest(tmp_path)["CT THIN"]["output"])
         assert extras["processed"].shape == (2, *volume.shape)
-        assert 0.0 <= extras["processed"].min() and extras["processed"].max() <= 1.0
+        # the processed array is computed from the float32 HU stored beside it
+        assert np.allclose(extras["processed"], window_stack(volume.hu, ("brain", "bone")), atol=1e-6)
+
+    def test_a_center_width_window_stores_that_window(self, dataset, tmp_path):
+        run(dataset, tmp_path, options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), window=(40, 80), hu_dtype="float32"))
+        volume, extras = load_npz(tmp_path / read_manifest(tmp_path)["CT THIN"]["output"])
+        assert extras["processed"].shape == volume.shape
+        assert np.allclose(extras["processed"], window(volume.hu, "brain"), atol=1e-6)
 
     def test_rerun_keeps_finished_outputs_and_redoes_a_deleted_one(self, dataset, tmp_path):
         run(dataset, tmp_path)
@@ -232,8 +226,9 @@ class TestWorkers:
         distributed = pytest.importorskip("distributed")
         pool_out, dask_out = tmp_path / "pool", tmp_path / "dask"
         pool_summary = run(dataset, pool_out, workers=2)
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster:
+        with distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster:
             dask_summary = run(dataset, dask_out, dask_address=cluster.scheduler_address)
         assert read_manifest(pool_out) == read_manifest(dask_out)
         assert (pool_summary.ok, pool_summary.failed) == (dask_summary.ok, dask_summary.failed) == (2, 1)
@@ -264,8 +259,9 @@ class TestIterVolumes:
 def test_real_series_with_two_kernels_at_identical_positions(ct_data, tmp_path):
     source = ct_data / "lung-pet-ct-dx"
     before = sorted(source.rglob("*"))
-    summary = preprocess(source, tmp_path, options=PreprocessOptions(spacing=(8.0, 8.0, 8.0)),
-                         workers=2, progress=False)
+    summary = preprocess(
+        source, tmp_path, options=PreprocessOptions(spacing=(8.0, 8.0, 8.0)), workers=2, progress=False
+    )
     with open(tmp_path / "manifest.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == 4
@@ -283,8 +279,11 @@ def test_real_series_with_two_kernels_at_identical_positions(ct_data, tmp_path):
 class TestStoredValues:
     def test_hu_are_stored_as_int16_by_default_within_half_a_hu_of_float32(self, dataset, tmp_path):
         run(dataset, tmp_path / "int16", options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), normalize=(-100, 200)))
-        run(dataset, tmp_path / "float32", options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), normalize=(-100, 200),
-                                                                      hu_dtype="float32"))
+        run(
+            dataset,
+            tmp_path / "float32",
+            options=PreprocessOptions(spacing=(4.0, 4.0, 4.0), normalize=(-100, 200), hu_dtype="float32"),
+        )
         name = read_manifest(tmp_path / "int16")["CT THIN"]["output"]
         rounded, extras16 = load_npz(tmp_path / "int16" / name)
         exact, extras32 = load_npz(tmp_path / "float32" / name)
@@ -346,8 +345,9 @@ class TestSafety:
         monkeypatch.setattr(ctexplore.reader, "load_series", load_then_interrupt)
         with pytest.raises(KeyboardInterrupt):
             run(dataset, tmp_path)
-        statuses = sorted((row["status"], row["reason"][:7]) for row in read_manifest(tmp_path).values()
-                          if row["status"] != "skipped")
+        statuses = sorted(
+            (row["status"], row["reason"][:7]) for row in read_manifest(tmp_path).values() if row["status"] != "skipped"
+        )
         assert statuses == [("failed", "not run"), ("failed", "not run"), ("ok", "")]
         assert not [p for p in tmp_path.rglob(".*") if p.is_file()]
 

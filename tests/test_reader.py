@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +83,15 @@ class TestOrderAndGeometry:
     @pytest.mark.parametrize("tilt", [0.0, 24.0, -15.0])
     def test_marker_comes_back_at_its_world_point(self, tmp_path, tilt):
         write_series(
-            tmp_path, n_slices=30, matrix=96, pixel_spacing=(2.0, 2.0), slice_spacing=2.5,
-            gantry_tilt=tilt, shuffle=True, markers=[MARKER], first_position_z=-30.0 if tilt else None,
+            tmp_path,
+            n_slices=30,
+            matrix=96,
+            pixel_spacing=(2.0, 2.0),
+            slice_spacing=2.5,
+            gantry_tilt=tilt,
+            shuffle=True,
+            markers=[MARKER],
+            first_position_z=-30.0 if tilt else None,
         )
         volume = load_series(tmp_path)
         assert volume.gantry_tilt == pytest.approx(abs(tilt), abs=0.01)
@@ -97,7 +102,15 @@ class TestOrderAndGeometry:
             np.testing.assert_allclose(_peak_world(upright, MARKER), MARKER, atol=1.0)
 
     def test_voxels_match_the_analytic_phantom_through_the_affine(self, tmp_path):
-        write_series(tmp_path, n_slices=10, matrix=64, pixel_spacing=(3.0, 3.0), slice_spacing=6.0, gantry_tilt=20.0, shuffle=True)
+        write_series(
+            tmp_path,
+            n_slices=10,
+            matrix=64,
+            pixel_spacing=(3.0, 3.0),
+            slice_spacing=6.0,
+            gantry_tilt=20.0,
+            shuffle=True,
+        )
         volume = load_series(tmp_path)
         index = np.indices(volume.shape).reshape(3, -1).T
         truth = phantom_hu(volume.index_to_world(index)).reshape(volume.shape)
@@ -138,7 +151,6 @@ class TestOrderAndGeometry:
         assert volume.spacing[0] <= 4.0 + 1e-6
         assert volume.meta["slice_positions"][-1] - volume.meta["slice_positions"][0] == pytest.approx(44.0, abs=1e-4)
 
-
     def test_left_out_duplicates_are_not_among_the_files(self, tmp_path):
         write_series(tmp_path, slice_positions=[0, 5, 10, 10, 15, 20], matrix=32)
         with pytest.warns(GeometryWarning, match="repeat a slice position"):
@@ -165,7 +177,12 @@ class TestHounsfieldUnits:
     )
     def test_padding_becomes_air_and_is_masked_before_rescale(self, tmp_path, signed, intercept, padding):
         written = write_series(
-            tmp_path, n_slices=5, matrix=64, signed=signed, rescale_intercept=intercept, padding_value=padding,
+            tmp_path,
+            n_slices=5,
+            matrix=64,
+            signed=signed,
+            rescale_intercept=intercept,
+            padding_value=padding,
         )
         volume = load_series(tmp_path, fill_value=-1000)
         assert volume.hu.dtype == np.int16
@@ -197,8 +214,15 @@ class TestHounsfieldUnits:
     )
     def test_padding_far_outside_the_hu_range_still_gives_exact_int16(self, tmp_path, signed, intercept, padding):
         # Rescaled padding (-33792 HU, -40000 HU) does not fit int16 but is replaced by air anyway.
-        write_series(tmp_path, n_slices=20, matrix=48, signed=signed, rescale_intercept=intercept,
-                     padding_value=padding, noise=30.0)
+        write_series(
+            tmp_path,
+            n_slices=20,
+            matrix=48,
+            signed=signed,
+            rescale_intercept=intercept,
+            padding_value=padding,
+            noise=30.0,
+        )
         volume = load_series(tmp_path)
         reference = load_series(tmp_path, fill_value=-1000.5)
         assert volume.hu.dtype == np.int16 and reference.hu.dtype == np.float32
@@ -240,7 +264,14 @@ class TestHounsfieldUnits:
 
     @pytest.mark.parametrize(
         "syntax",
-        [ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian, RLELossless, JPEGLSLossless, JPEG2000Lossless],
+        [
+            ImplicitVRLittleEndian,
+            ExplicitVRBigEndian,
+            DeflatedExplicitVRLittleEndian,
+            RLELossless,
+            JPEGLSLossless,
+            JPEG2000Lossless,
+        ],
     )
     def test_every_lossless_transfer_syntax_equals_explicit_little_endian(self, tmp_path, syntax):
         reference = write_series(tmp_path / "ref", n_slices=4, matrix=48, transfer_syntax=ExplicitVRLittleEndian)
@@ -308,45 +339,6 @@ class TestBadInput:
         assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
 
 
-class TestScan:
-    def test_study_folder_separates_series_localizer_and_skips_non_images(self, tmp_path):
-        written = write_study(tmp_path)
-        index = scan(tmp_path)
-        image_series = [w for w in written if not getattr(w, "is_localizer", False)]
-        assert {s.uid for s in index.series} == {w.series_uid for w in written}
-        assert sum(s.is_localizer for s in index.series) == 1
-        reasons = " | ".join(reason for _, reason in index.skipped)
-        assert "empty file" in reasons
-        assert "Secondary Capture" in reasons
-        assert all(path.exists() for path, _ in index.skipped)
-        assert len(index.skipped) >= 3
-        assert len(image_series) >= 3
-
-    def test_most_common_slice_count_counts_series_not_files(self, tmp_path):
-        write_series(tmp_path / "a", n_slices=7, matrix=32, series_description="a", seed=1)
-        write_series(tmp_path / "a", n_slices=7, matrix=32, series_description="b", seed=2, file_prefix="B")
-        write_series(tmp_path / "c", n_slices=5, matrix=32, series_description="c", seed=3)
-        index = scan(tmp_path)
-        assert index.most_common_slice_count() == [(7, 2)]
-        assert index.most_common_slice_count(2) == [(7, 2), (5, 1)]
-
-    def test_uid_that_changes_matrix_is_split(self, tmp_path):
-        first = write_series(tmp_path / "x", n_slices=4, matrix=32, seed=5)
-        write_series(tmp_path / "y", n_slices=3, matrix=48, seed=5, series_uid=first.series_uid, file_prefix="Y")
-        index = scan(tmp_path)
-        assert sorted(s.n_images for s in index.series) == [3, 4]
-        assert len({s.key for s in index.series}) == 2
-        assert {s.uid for s in index.series} == {first.series_uid}
-
-    def test_summary_reports_tilt_spacing_and_transfer_syntax(self, tmp_path):
-        write_series(tmp_path, n_slices=8, matrix=32, slice_spacing=5.0, gantry_tilt=24.0, transfer_syntax=ImplicitVRLittleEndian)
-        (series,) = scan(tmp_path)
-        assert series.tilt == pytest.approx(24.0, abs=0.01)
-        assert series.spacing_summary == pytest.approx((5.0, 5.0, 5.0), abs=1e-3)
-        assert series.transfer_syntax == "Implicit VR Little Endian"
-        assert "<table>" in scan(tmp_path)._repr_html_()
-
-
 class TestPydicomBundledFiles:
     """Files that ship inside the pydicom wheel itself (pydicom.data)."""
 
@@ -360,11 +352,12 @@ class TestPydicomBundledFiles:
         np.testing.assert_array_equal(volume.hu[0], expected)
         np.testing.assert_allclose(volume.affine[:3, 3], [float(v) for v in dataset.ImagePositionPatient])
 
-    def test_mr_image_is_skipped_by_scan_with_its_sop_class(self, tmp_path):
-        from pydicom.data import get_testdata_file
 
-        shutil.copy(get_testdata_file("MR_small.dcm"), tmp_path / "mr.dcm")
-        index = scan(tmp_path)
-        assert len(index) == 0
-        ((path, reason),) = index.skipped
-        assert path.name == "mr.dcm" and "MR Image Storage" in reason and "is not a CT image" in reason
+def test_a_wrong_series_argument_names_what_is_there(tmp_path):
+    write_study(tmp_path)
+    index = scan(tmp_path)
+    with pytest.raises(SeriesSelectionError, match="no series with that key") as caught:
+        load_series(tmp_path, series="1.2.3.no-such-uid")
+    assert index[0].key in str(caught.value)
+    with pytest.raises(SeriesSelectionError, match="no series with that number"):
+        load_series(index, series=len(index))

@@ -42,8 +42,13 @@ class TestLungPetCtDx:
         index = scan(self.folder(ct_data))
         assert sorted(s.n_images for s in index.series) == [30, 30, 64, 64]
         assert len({s.uid for s in index.series}) == 4
-        assert index.most_common_slice_count(2) == [(64, 2), (30, 2)] or index.most_common_slice_count(2) == [(30, 2), (64, 2)]
-        assert [p.name for p, _ in index.skipped] == ["metadata.csv", "LICENSE"] or {p.name for p, _ in index.skipped} == {"metadata.csv", "LICENSE"}
+        assert index.most_common_slice_count(2) == [(64, 2), (30, 2)] or index.most_common_slice_count(2) == [
+            (30, 2),
+            (64, 2),
+        ]
+        assert [p.name for p, _ in index.skipped] == ["metadata.csv", "LICENSE"] or {
+            p.name for p, _ in index.skipped
+        } == {"metadata.csv", "LICENSE"}
 
     def test_folder_with_several_series_refuses_and_lists_them(self, ct_data):
         with pytest.raises(ctexplore.SeriesSelectionError, match=r"holds 4 image series.*series=N"):
@@ -147,7 +152,9 @@ class TestTransferSyntaxes:
     @pytest.mark.parametrize("uid", ["1.2.840.10008.1.2.4.53", "1.2.840.10008.1.2.4.55"])
     def test_retired_jpeg_processes_fail_naming_the_syntax(self, ct_data, uid):
         path = next((ct_data / "single-files" / "transfer-syntaxes").glob(f"*{uid}.dcm"))
-        with pytest.raises(DecodeError, match=rf"{path.name}: no Python decoder exists for transfer syntax .*\({uid}\)"):
+        with pytest.raises(
+            DecodeError, match=rf"{path.name}: no Python decoder exists for transfer syntax .*\({uid}\)"
+        ):
             load_series(path)
 
     @pytest.mark.parametrize("sample", ["CT1", "CT2"])

@@ -18,10 +18,11 @@ from ctexplore.planes import (
     window_setting,
 )
 from ctexplore.viewer import (
-    SliceViewer,
+    CTViewer,
     ViewerState,
     display_range,
     display_size,
+    display_volume,
     encode_png,
     hu_at,
     readout_text,
@@ -193,74 +194,30 @@ class TestStateFunctions:
         assert "= -999.8 |" in readout_text(floats, state)
 
 
-class TestSliceViewer:
-    def test_slider_step_replaces_image_bytes_and_readout(self, head):
-        viewer = view(head)
-        sent: list[bytes] = []
-        viewer.image.observe(lambda change: sent.append(change["new"]), "value")
-        before = viewer.image.value
-        viewer.slider.value = 15
-        assert len(sent) == 1 and sent[0] != before
-        expected = render_slice(head.hu[15], 40, 80)
-        np.testing.assert_array_equal(_decode(viewer.image.value), expected)
-        assert viewer.readout.value.startswith("<code>axial 15/23 |")
-
-    def test_preset_sets_center_and_width_and_redraws_once(self, head):
-        viewer = view(head)
-        sent: list[bytes] = []
-        viewer.image.observe(lambda change: sent.append(change["new"]), "value")
-        viewer.preset.value = "bone"
-        assert (viewer.center.value, viewer.width.value) == (600.0, 2800.0)
-        assert len(sent) == 1
-        assert viewer.state.window_name == "bone"
-
-    def test_editing_center_switches_the_preset_to_custom(self, head):
-        viewer = view(head, window="subdural")
-        viewer.center.value = 55
-        assert viewer.preset.value == "custom"
-        assert (viewer.state.center, viewer.state.width) == (55.0, 200.0)
-        assert "custom 55/200" in viewer.readout.value
-
-    def test_plane_switch_passes_through_the_probed_voxel(self, head):
+class TestCTViewer:
+    def test_index_sets_the_crosshair_and_the_state_follows(self, head):
         k, r, c = _bleed_voxel(head)
         viewer = view(head, index=k)
-        viewer.probe_row.value, viewer.probe_col.value = r, c
-        viewer.plane_buttons.value = "sagittal"
-        geometry = plane_geometry(head, "sagittal")
-        assert viewer.slider.max == geometry.n_slices - 1 == head.shape[2] - 1
-        assert viewer.slider.value == viewer.state.index == c
-        assert voxel_index(
-            geometry, head.shape, c, viewer.probe_row.value, viewer.probe_col.value
-        ) == (k, r, c)
-        assert "= 70 |" in viewer.readout.value
-        assert viewer.image.layout.height == f"{display_size(geometry, head.shape)[1]}px"
+        assert viewer.crosshair[0] == k and viewer.state.index == k
+        viewer.crosshair = [k, r, c]
+        assert readout_text(viewer.volume, viewer.state).endswith("= 70 | brain 40/80")
 
-    def test_probe_change_updates_readout_without_new_image(self, head):
-        viewer = view(head)
-        before = viewer.image.value
-        viewer.probe_row.value = 0
-        assert viewer.image.value is before
-        assert "HU at (row 0," in viewer.readout.value and "= -1000 |" in viewer.readout.value
+    def test_volume_is_sent_as_int16_buffers_not_state(self, head):
+        viewer = view(head, {"bleed": head.hu == 70})
+        message, buffers = viewer._volume_message()
+        assert bytes(buffers[0]) == head.hu.astype(np.int16).tobytes()
+        assert message["overlays"][0]["name"] == "bleed"
+        assert len(str(viewer.get_state())) < 50_000  # the volume is not in saved state
 
-    def test_mask_is_overlaid_and_opacity_redraws(self, head):
-        mask = head.hu == 70
-        k = _bleed_voxel(head)[0]
-        viewer = view(head, mask, index=k, opacity=1.0)
-        rgb = _decode(viewer.image.value)
-        assert rgb.shape == head.hu[k].shape + (3,)
-        np.testing.assert_array_equal(rgb[mask[k]], [[255, 40, 40]] * int(mask[k].sum()))
-        viewer.opacity.value = 0.0
-        assert (_decode(viewer.image.value)[mask[k]][:, 1] > 40).all()
+    def test_float_volume_is_rounded_and_says_so(self, head):
+        shown, note = display_volume(head.with_hu(head.hu.astype(np.float32) + 0.4))
+        assert shown.hu.dtype == np.int16 and "rounded" in note
+        np.testing.assert_array_equal(shown.hu, head.hu)
 
-    def test_mask_of_wrong_shape_is_rejected(self, head):
-        with pytest.raises(ValueError, match="mask shape"):
-            SliceViewer(head, np.zeros((2, 2, 2), bool))
+    def test_overlay_of_wrong_shape_is_rejected(self, head):
+        with pytest.raises(ValueError, match="overlay 'mask' has shape"):
+            CTViewer(head, np.zeros((2, 2, 2), bool))
 
-    def test_output_carries_a_static_picture_for_exports_without_kernel(self, head):
-        viewer = view(head, plane="coronal")
-        bundle = viewer._repr_mimebundle_()
-        assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"]
-        picture = _decode(bundle["image/png"])
-        width, height = display_size(plane_geometry(head, "coronal"), head.shape)
-        assert picture.shape == (height, width)
-        assert bundle["text/plain"].startswith("coronal ")
+    def test_static_picture_is_a_real_png(self, head):
+        png = view(head, plane="coronal").static_png()
+        assert max(_decode(png).shape[:2]) >= 256

@@ -1,0 +1,579 @@
+// ctexplore CT viewer: canvas-2D renderer for anywidget (and for the standalone HTML export).
+// The volume arrives once as an int16 buffer; slicing, windowing, zoom/pan and read-outs run here.
+const PRESETS = [
+  ["brain", 40, 80], ["subdural", 80, 200], ["stroke", 40, 40],
+  ["bone", 600, 2800], ["soft_tissue", 40, 400], ["lung", -600, 1500],
+];
+const PADDING_RGBA = [40, 20, 60, 255];  // padding must not read as air (black)
+const STEP_KEYS = { ArrowUp: 1, ArrowDown: -1, PageUp: 10, PageDown: -10 };
+const WHEEL_NOTCH_PX = 40;
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function buildLut(center, width) {
+  // int16 value v -> RGBA at lut[v + 32768]
+  const lut = new Uint32Array(65536);
+  const low = center - width / 2;
+  const little = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+  for (let i = 0; i < 65536; i++) {
+    let g = Math.round(((i - 32768 - low) / width) * 255);
+    g = g < 0 ? 0 : g > 255 ? 255 : g;
+    lut[i] = little ? (0xff000000 | (g << 16) | (g << 8) | g) : ((g << 24) | (g << 16) | (g << 8) | 0xff);
+  }
+  return lut;
+}
+
+function packRgba(c) {
+  return (c[3] << 24) | (c[2] << 16) | (c[1] << 8) | c[0];
+}
+
+export function createViewer(model, root) {
+  let vol = null;  // {hu: Int16Array, padding, overlays[], shape, strides}
+  const meta = () => model.get("_meta");
+  let lut = buildLut(model.get("center"), model.get("width"));
+  let hover = null;  // {plane, voxel}
+  let activePlane = model.get("plane");
+  let lastPong = Date.now();
+  const view = {};  // per plane zoom/pan
+  let pendingSync = null;
+
+  root.classList.add("ctexplore-viewer");
+  root.tabIndex = 0;
+  // Lumino (JupyterLab, Notebook 7) skips its shortcuts for events from inside such an element
+  root.setAttribute("data-lm-suppress-shortcuts", "true");
+  root.setAttribute("data-p-suppress-shortcuts", "true");
+
+  const toolbar = el("div", "ctv-toolbar");
+  const presetMenu = el("select", "ctv-preset");
+  PRESETS.forEach(([name, c, w], i) => {
+    const option = el("option", "", `${i + 1} ${name} ${c}/${w}`);
+    option.value = name;
+    presetMenu.appendChild(option);
+  });
+  presetMenu.appendChild(Object.assign(el("option", "", "custom"), { value: "custom" }));
+  const toolMenu = el("select", "ctv-tool");
+  [["probe", "click: crosshair"], ["line", "measure: line (mm)"], ["box", "measure: box (HU)"], ["ellipse", "measure: ellipse (HU)"]]
+    .forEach(([value, label]) => toolMenu.appendChild(Object.assign(el("option", "", label), { value })));
+  const layoutButton = el("button", "ctv-layout", "1 plane / 3 planes");
+  const conventionButton = el("button", "ctv-convention", "");
+  const resetButton = el("button", "ctv-reset", "reset");
+  const clearButton = el("button", "ctv-clear", "clear measurements");
+  toolbar.append(presetMenu, toolMenu, layoutButton, conventionButton, resetButton, clearButton);
+
+  const panelsBox = el("div", "ctv-panels");
+  const side = el("div", "ctv-side");
+  const colourbar = el("canvas", "ctv-colourbar");
+  colourbar.width = 60; colourbar.height = 200;
+  const legend = el("div", "ctv-legend");
+  side.append(colourbar, legend);
+  const body = el("div", "ctv-body");
+  body.append(panelsBox, side);
+
+  const status = el("div", "ctv-status");
+  const pointerText = el("span", "ctv-pointer", "HU under pointer: -");
+  const crossText = el("span", "ctv-crosshair-hu", "");
+  const windowText = el("span", "ctv-window", "");
+  status.append(pointerText, crossText, windowText);
+  const measureBox = el("div", "ctv-measurements");
+  const note = el("div", "ctv-note", "");
+  const banner = el("div", "ctv-banner", "loading the volume into the page ...");
+  root.append(banner, toolbar, body, status, measureBox, note);
+
+  const panels = {};
+  for (const plane of ["axial", "coronal", "sagittal"]) {
+    const panel = el("div", `ctv-panel ctv-${plane}`);
+    panel.dataset.plane = plane;
+    const label = el("div", "ctv-slice-label", "");
+    const canvas = el("canvas", "ctv-canvas");
+    panel.append(label, canvas);
+    panelsBox.appendChild(panel);
+    panels[plane] = { panel, label, canvas, ctx: canvas.getContext("2d"), image: null, buffer: null, cssW: 1, cssH: 1 };
+    view[plane] = { zoom: 1, panX: 0, panY: 0 };
+  }
+
+  // ----- geometry -----------------------------------------------------------------------
+  function geom(plane) { return meta().planes[plane]; }
+  function flipH(plane) {
+    const g = geom(plane);
+    const neuro = model.get("convention") === "neurological" && plane !== "sagittal";
+    return neuro ? !g.flip_horizontal : g.flip_horizontal;
+  }
+  function dims(plane) {
+    const g = geom(plane), shape = meta().shape;
+    return { rows: shape[g.vertical_axis], cols: shape[g.horizontal_axis] };
+  }
+  function sliceIndex(plane) { return model.get("crosshair")[geom(plane).slice_axis]; }
+  function voxelAt(plane, row, col) {
+    const g = geom(plane), d = dims(plane);
+    const v = model.get("crosshair").slice();
+    v[g.vertical_axis] = g.flip_vertical ? d.rows - 1 - row : row;
+    v[g.horizontal_axis] = flipH(plane) ? d.cols - 1 - col : col;
+    return v;
+  }
+  function pixelOf(plane, voxel) {
+    const g = geom(plane), d = dims(plane);
+    const r = voxel[g.vertical_axis], c = voxel[g.horizontal_axis];
+    return [g.flip_vertical ? d.rows - 1 - r : r, flipH(plane) ? d.cols - 1 - c : c];
+  }
+  function offset(v) { const s = vol.strides; return v[0] * s[0] + v[1] * s[1] + v[2] * s[2]; }
+  function huText(v) {
+    if (!vol) return "-";
+    const o = offset(v);
+    if (vol.padding && vol.padding[o]) return "padding (outside the scanned field)";
+    return `${vol.hu[o]} HU`;
+  }
+  function positionText(plane) {
+    const m = meta(), g = geom(plane), i = sliceIndex(plane);
+    const mm = g.positions[i];
+    const where = g.position_axis ? `${g.position_axis} = ${mm.toFixed(1)} mm` : `${mm.toFixed(1)} mm along normal`;
+    return `${plane} ${i}/${g.n_slices - 1} | ${where}`;
+  }
+
+  // ----- painting -----------------------------------------------------------------------
+  function layoutPanels() {
+    const one = model.get("layout") === "one";
+    const main = model.get("plane");
+    const width = Math.max(200, (root.clientWidth || 600) - side.offsetWidth - 16);
+    const shown = one ? [main] : ["axial", "coronal", "sagittal"];
+    const perPanel = one ? width : Math.max(180, Math.floor(width / 3) - 8);
+    for (const plane of ["axial", "coronal", "sagittal"]) {
+      const p = panels[plane];
+      p.panel.style.display = shown.includes(plane) ? "" : "none";
+      if (!shown.includes(plane) || !meta().planes) continue;
+      const g = geom(plane), d = dims(plane);
+      const wmm = d.cols * g.pixel_width, hmm = d.rows * g.pixel_height;
+      let cssW = perPanel, cssH = cssW * hmm / wmm;  // square millimetres at any width
+      const maxH = one ? 640 : 420;
+      if (cssH > maxH) { cssH = maxH; cssW = cssH * wmm / hmm; }
+      p.cssW = Math.round(cssW); p.cssH = Math.round(cssH);
+      const ratio = window.devicePixelRatio || 1;
+      p.canvas.style.width = `${p.cssW}px`; p.canvas.style.height = `${p.cssH}px`;
+      p.canvas.width = Math.round(p.cssW * ratio); p.canvas.height = Math.round(p.cssH * ratio);
+      p.mmPerCss = wmm / p.cssW;
+    }
+  }
+
+  function extract(plane) {
+    const g = geom(plane), d = dims(plane), p = panels[plane];
+    if (!p.image || p.image.width !== d.cols || p.image.height !== d.rows) {
+      p.buffer = document.createElement("canvas");
+      p.buffer.width = d.cols; p.buffer.height = d.rows;
+      p.image = new ImageData(d.cols, d.rows);
+    }
+    const out = new Uint32Array(p.image.data.buffer);
+    const s = vol.strides, hu = vol.hu, pad = vol.padding;
+    const base = sliceIndex(plane) * s[g.slice_axis];
+    const sv = s[g.vertical_axis], sh = s[g.horizontal_axis];
+    const fv = g.flip_vertical, fh = flipH(plane);
+    const padColour = packRgba(PADDING_RGBA);
+    const overlays = vol.overlays.filter((o, i) => (model.get("overlay_visible")[i] ?? true));
+    const alpha = model.get("opacity");
+    let k = 0;
+    for (let row = 0; row < d.rows; row++) {
+      const r = fv ? d.rows - 1 - row : row;
+      let o = base + r * sv + (fh ? (d.cols - 1) * sh : 0);
+      const step = fh ? -sh : sh;
+      for (let col = 0; col < d.cols; col++, o += step, k++) {
+        out[k] = pad && pad[o] ? padColour : lut[hu[o] + 32768];
+      }
+    }
+    if (overlays.length) {
+      const rgba = p.image.data;
+      k = 0;
+      for (let row = 0; row < d.rows; row++) {
+        const r = fv ? d.rows - 1 - row : row;
+        let o = base + r * sv + (fh ? (d.cols - 1) * sh : 0);
+        const step = fh ? -sh : sh;
+        for (let col = 0; col < d.cols; col++, o += step, k += 4) {
+          for (const ov of overlays) {
+            const label = ov.data[o];
+            if (!label) continue;
+            const c = ov.colours[label % ov.colours.length];
+            rgba[k] = rgba[k] * (1 - alpha) + c[0] * alpha;
+            rgba[k + 1] = rgba[k + 1] * (1 - alpha) + c[1] * alpha;
+            rgba[k + 2] = rgba[k + 2] * (1 - alpha) + c[2] * alpha;
+          }
+        }
+      }
+    }
+    p.buffer.getContext("2d").putImageData(p.image, 0, 0);
+  }
+
+  function toScreen(plane) {
+    // display pixel (col, row) -> canvas css px
+    const p = panels[plane], d = dims(plane), v = view[plane];
+    const sx = p.cssW / d.cols * v.zoom, sy = p.cssH / d.rows * v.zoom;
+    const ox = (p.cssW - d.cols * sx) / 2 + v.panX, oy = (p.cssH - d.rows * sy) / 2 + v.panY;
+    return { sx, sy, ox, oy };
+  }
+
+  function paint(plane) {
+    const p = panels[plane];
+    if (!vol || p.panel.style.display === "none") return;
+    extract(plane);
+    const ctx = p.ctx, ratio = p.canvas.width / p.cssW, t = toScreen(plane), d = dims(plane);
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.fillStyle = "#000"; ctx.fillRect(0, 0, p.cssW, p.cssH);
+    ctx.imageSmoothingEnabled = t.sx < 2;
+    ctx.drawImage(p.buffer, t.ox, t.oy, d.cols * t.sx, d.rows * t.sy);
+    // crosshair
+    const [cr, cc] = pixelOf(plane, model.get("crosshair"));
+    const x = t.ox + (cc + 0.5) * t.sx, y = t.oy + (cr + 0.5) * t.sy;
+    ctx.strokeStyle = "rgba(0,230,118,0.8)"; ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.moveTo(x, 0); ctx.lineTo(x, y - 6); ctx.moveTo(x, y + 6); ctx.lineTo(x, p.cssH);
+    ctx.moveTo(0, y); ctx.lineTo(x - 6, y); ctx.moveTo(x + 6, y); ctx.lineTo(p.cssW, y);
+    ctx.stroke();
+    // orientation letters
+    const letters = meta().letters[plane];
+    let [left, right] = [letters.left, letters.right];
+    if (flipH(plane) !== geom(plane).flip_horizontal) [left, right] = [right, left];
+    ctx.fillStyle = "#ffeb3b"; ctx.font = "bold 14px sans-serif";
+    ctx.textBaseline = "middle"; ctx.textAlign = "left"; ctx.fillText(left, 4, p.cssH / 2);
+    ctx.textAlign = "right"; ctx.fillText(right, p.cssW - 4, p.cssH / 2);
+    ctx.textAlign = "center"; ctx.textBaseline = "top"; ctx.fillText(letters.top, p.cssW / 2, 4);
+    ctx.textBaseline = "bottom"; ctx.fillText(letters.bottom, p.cssW / 2, p.cssH - 4);
+    // scale bar: a round number of mm about a fifth of the width
+    const mmPerPx = geom(plane).pixel_width / t.sx;
+    const target = p.cssW / 5 * mmPerPx;
+    const nice = [1, 2, 5, 10, 20, 50, 100, 200].reduce((a, b) => (b <= target ? b : a), 1);
+    const barPx = nice / mmPerPx;
+    ctx.fillStyle = "#fff"; ctx.fillRect(p.cssW - 10 - barPx, p.cssH - 22, barPx, 3);
+    ctx.font = "11px sans-serif"; ctx.textAlign = "right"; ctx.textBaseline = "bottom";
+    ctx.fillText(`${nice} mm`, p.cssW - 10, p.cssH - 25);
+    // measurements on this slice
+    for (const m of model.get("measurements")) {
+      if (m.plane !== plane || m.index !== sliceIndex(plane)) continue;
+      drawShape(ctx, t, m, "#40c4ff");
+    }
+    if (drag && drag.shape && drag.plane === plane) drawShape(ctx, t, drag.shape, "#ff9100");
+    p.label.textContent = positionText(plane);
+  }
+
+  function drawShape(ctx, t, m, colour) {
+    const [r0, c0, r1, c1] = m.pixels;
+    const x0 = t.ox + (c0 + 0.5) * t.sx, y0 = t.oy + (r0 + 0.5) * t.sy;
+    const x1 = t.ox + (c1 + 0.5) * t.sx, y1 = t.oy + (r1 + 0.5) * t.sy;
+    ctx.strokeStyle = colour; ctx.lineWidth = 2; ctx.beginPath();
+    if (m.kind === "line") { ctx.moveTo(x0, y0); ctx.lineTo(x1, y1); }
+    else if (m.kind === "box") ctx.rect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0));
+    else ctx.ellipse((x0 + x1) / 2, (y0 + y1) / 2, Math.abs(x1 - x0) / 2, Math.abs(y1 - y0) / 2, 0, 0, 2 * Math.PI);
+    ctx.stroke();
+    if (m.text) {
+      ctx.fillStyle = colour; ctx.font = "12px sans-serif"; ctx.textAlign = "left"; ctx.textBaseline = "bottom";
+      ctx.fillText(m.text, Math.max(x0, x1) + 4, Math.min(y0, y1));
+    }
+  }
+
+  function paintColourbar() {
+    const ctx = colourbar.getContext("2d"), c = model.get("center"), w = model.get("width");
+    ctx.fillStyle = "#111"; ctx.fillRect(0, 0, 60, 200);
+    const grad = ctx.createLinearGradient(0, 180, 0, 20);
+    grad.addColorStop(0, "#000"); grad.addColorStop(1, "#fff");
+    ctx.fillStyle = grad; ctx.fillRect(4, 20, 14, 160);
+    ctx.fillStyle = "#eee"; ctx.font = "11px sans-serif"; ctx.textAlign = "left"; ctx.textBaseline = "middle";
+    ctx.fillText(`${Math.round(c + w / 2)}`, 21, 22);
+    ctx.fillText(`${Math.round(c)}`, 21, 100);
+    ctx.fillText(`${Math.round(c - w / 2)}`, 21, 178);
+    ctx.textBaseline = "top"; ctx.fillText("HU", 4, 4);
+    ctx.fillStyle = `rgb(${PADDING_RGBA.slice(0, 3)})`; ctx.fillRect(4, 186, 14, 10);
+    ctx.fillStyle = "#eee"; ctx.textBaseline = "middle"; ctx.fillText("pad", 21, 191);
+  }
+
+  function readouts() {
+    const c = model.get("center"), w = model.get("width");
+    windowText.textContent = `window ${model.get("window_name")} ${+c.toFixed(1)}/${+w.toFixed(1)}`;
+    const x = model.get("crosshair");
+    crossText.textContent = `crosshair (${x.join(", ")}): ${huText(x)}`;
+    presetMenu.value = PRESETS.some(([n]) => n === model.get("window_name")) ? model.get("window_name") : "custom";
+    conventionButton.textContent = model.get("convention") === "radiological"
+      ? "radiological (patient R on screen left)" : "neurological (patient R on screen right)";
+    measureBox.textContent = model.get("measurements").map((m, i) => `#${i + 1} ${m.plane} ${m.index}: ${m.text}`).join("\n");
+  }
+
+  function paintAll() {
+    for (const plane of ["axial", "coronal", "sagittal"]) paint(plane);
+    paintColourbar();
+    readouts();
+  }
+
+  // ----- state changes ------------------------------------------------------------------
+  function sync() {
+    // the picture follows at once; Python hears about it at most every 80 ms
+    if (pendingSync) return;
+    pendingSync = setTimeout(() => { pendingSync = null; model.save_changes(); }, 80);
+  }
+  function setCrosshair(v, planes) {
+    const shape = meta().shape;
+    v = v.map((x, i) => Math.max(0, Math.min(shape[i] - 1, Math.round(x))));
+    model.set("crosshair", v);
+    sync();
+    for (const p of planes) paint(p);
+    readouts();
+  }
+  function step(plane, n) {
+    const g = geom(plane), v = model.get("crosshair").slice();
+    v[g.slice_axis] += n;
+    // only this plane changes picture; the others move their crosshair line
+    setCrosshair(v, ["axial", "coronal", "sagittal"]);
+  }
+  function setWindow(center, width, name) {
+    model.set("center", center); model.set("width", Math.max(1, width)); model.set("window_name", name);
+    lut = buildLut(center, Math.max(1, width));
+    sync();
+    paintAll();
+  }
+  function resetView() {
+    for (const plane in view) view[plane] = { zoom: 1, panX: 0, panY: 0 };
+    const w = meta().initial_window;
+    lut = buildLut(w[0], w[1]);
+    model.set("center", w[0]); model.set("width", w[1]); model.set("window_name", w[2]);
+    sync();
+    paintAll();
+  }
+
+  // ----- input --------------------------------------------------------------------------
+  function planeAt(event) {
+    const panel = event.target.closest && event.target.closest(".ctv-panel");
+    return panel ? panel.dataset.plane : null;
+  }
+  function pixelAt(plane, event) {
+    const p = panels[plane], rect = p.canvas.getBoundingClientRect(), t = toScreen(plane), d = dims(plane);
+    const col = Math.floor((event.clientX - rect.left - t.ox) / t.sx);
+    const row = Math.floor((event.clientY - rect.top - t.oy) / t.sy);
+    if (row < 0 || col < 0 || row >= d.rows || col >= d.cols) return null;
+    return [row, col];
+  }
+
+  let wheelAccumulated = 0;
+  panelsBox.addEventListener("wheel", (event) => {
+    const plane = planeAt(event);
+    if (!plane || !vol) return;
+    event.preventDefault();
+    event.stopPropagation();
+    activePlane = plane;
+    if (event.ctrlKey) {  // pinch or ctrl+wheel zooms
+      view[plane].zoom = Math.max(0.5, Math.min(16, view[plane].zoom * (event.deltaY < 0 ? 1.15 : 1 / 1.15)));
+      paint(plane);
+      return;
+    }
+    // one notch (deltaMode lines, or >= 40 px) is one slice; trackpads accumulate
+    wheelAccumulated += event.deltaMode ? Math.sign(event.deltaY) * WHEEL_NOTCH_PX : event.deltaY;
+    if (Math.abs(wheelAccumulated) < WHEEL_NOTCH_PX) return;
+    const n = Math.sign(wheelAccumulated);
+    wheelAccumulated = 0;
+    step(plane, -n);  // wheel away from you goes up (towards the head / higher index)
+  }, { passive: false });
+
+  root.addEventListener("keydown", (event) => {
+    if (!vol || event.target.tagName === "SELECT") return;
+    const plane = activePlane;
+    let handled = true;
+    if (event.key in STEP_KEYS) step(plane, STEP_KEYS[event.key]);
+    else if (event.key >= "1" && event.key <= String(PRESETS.length)) {
+      const [name, c, w] = PRESETS[Number(event.key) - 1];
+      setWindow(c, w, name);
+    } else if (event.key === "r") resetView();
+    else if (event.key === "+" || event.key === "=") { view[plane].zoom *= 1.25; paint(plane); }
+    else if (event.key === "-") { view[plane].zoom = Math.max(0.5, view[plane].zoom / 1.25); paint(plane); }
+    else handled = false;
+    if (handled) { event.preventDefault(); event.stopPropagation(); }
+  });
+  root.addEventListener("keyup", (event) => { if (event.key in STEP_KEYS) event.stopPropagation(); });
+
+  let drag = null;
+  panelsBox.addEventListener("contextmenu", (event) => event.preventDefault());
+  panelsBox.addEventListener("pointerdown", (event) => {
+    const plane = planeAt(event);
+    if (!plane || !vol) return;
+    root.focus({ preventScroll: true });
+    activePlane = plane;
+    event.target.setPointerCapture && event.target.setPointerCapture(event.pointerId);
+    const tool = toolMenu.value;
+    const pan = event.button === 2 || event.shiftKey || event.button === 1;
+    drag = {
+      plane, x: event.clientX, y: event.clientY, moved: false, pan, tool,
+      center: model.get("center"), width: model.get("width"),
+      panX: view[plane].panX, panY: view[plane].panY, start: pixelAt(plane, event), shape: null,
+    };
+    event.preventDefault();
+  });
+  panelsBox.addEventListener("pointermove", (event) => {
+    const plane = planeAt(event);
+    // keys follow the pointer: over the picture they step its slices, not the notebook
+    if (plane && document.activeElement !== root) root.focus({ preventScroll: true });
+    if (plane) activePlane = plane;
+    if (plane && vol && !drag) {
+      const px = pixelAt(plane, event);
+      hover = px ? { plane, voxel: voxelAt(plane, px[0], px[1]) } : null;
+      pointerText.textContent = hover ? `HU under pointer (${hover.voxel.join(", ")}): ${huText(hover.voxel)}` : "HU under pointer: -";
+    }
+    if (!drag) return;
+    const dx = event.clientX - drag.x, dy = event.clientY - drag.y;
+    if (!drag.moved && Math.hypot(dx, dy) < 3) return;
+    drag.moved = true;
+    if (drag.pan) {
+      view[drag.plane].panX = drag.panX + dx; view[drag.plane].panY = drag.panY + dy;
+      requestPaint(drag.plane);
+    } else if (drag.tool === "probe") {
+      // horizontal drag changes width, vertical changes centre (down = brighter image = higher centre)
+      const scale = Math.max(1, drag.width / 200);
+      setWindow(drag.center + dy * scale, Math.max(1, drag.width + dx * scale * 2), "custom");
+    } else if (drag.start) {
+      const end = pixelAt(drag.plane, event) || drag.start;
+      drag.shape = { kind: drag.tool, pixels: [...drag.start, ...end] };
+      requestPaint(drag.plane);
+    }
+  });
+  let paintRequested = new Set();
+  function requestPaint(plane) {
+    if (paintRequested.size === 0) requestAnimationFrame(() => { const s = paintRequested; paintRequested = new Set(); s.forEach(paint); });
+    paintRequested.add(plane);
+  }
+  panelsBox.addEventListener("pointerup", (event) => {
+    if (!drag) return;
+    const d = drag;
+    drag = null;
+    if (!d.moved && !d.pan && d.start) {
+      setCrosshair(voxelAt(d.plane, d.start[0], d.start[1]), ["axial", "coronal", "sagittal"]);
+      return;
+    }
+    if (d.shape && d.tool !== "probe") {
+      const m = measure(d.plane, d.shape);
+      if (m) {
+        model.set("measurements", [...model.get("measurements"), m]);
+        sync();
+      }
+      paint(d.plane); readouts();
+    }
+  });
+  panelsBox.addEventListener("dblclick", (event) => { event.preventDefault(); resetView(); });
+
+  function measure(plane, shape) {
+    const g = geom(plane);
+    const [r0, c0, r1, c1] = shape.pixels;
+    const base = { kind: shape.kind, plane, index: sliceIndex(plane), pixels: shape.pixels };
+    if (shape.kind === "line") {
+      const mm = Math.hypot((r1 - r0) * g.pixel_height, (c1 - c0) * g.pixel_width);
+      return { ...base, length_mm: mm, text: `${mm.toFixed(1)} mm` };
+    }
+    const top = Math.min(r0, r1), bottom = Math.max(r0, r1), left = Math.min(c0, c1), right = Math.max(c0, c1);
+    const cy = (top + bottom) / 2, cx = (left + right) / 2, ry = (bottom - top) / 2 + 0.5, rx = (right - left) / 2 + 0.5;
+    let n = 0, sum = 0, sum2 = 0, min = Infinity, max = -Infinity, padded = 0;
+    for (let r = top; r <= bottom; r++) for (let c = left; c <= right; c++) {
+      if (shape.kind === "ellipse" && ((r - cy) / ry) ** 2 + ((c - cx) / rx) ** 2 > 1) continue;
+      const o = offset(voxelAt(plane, r, c));
+      if (vol.padding && vol.padding[o]) { padded++; continue; }
+      const v = vol.hu[o];
+      n++; sum += v; sum2 += v * v; if (v < min) min = v; if (v > max) max = v;
+    }
+    if (!n) return null;
+    const mean = sum / n, sd = Math.sqrt(Math.max(0, sum2 / n - mean * mean));
+    const area = (n + padded) * g.pixel_height * g.pixel_width;
+    return {
+      ...base, n_voxels: n, mean, sd, min, max, area_mm2: area,
+      text: `mean ${mean.toFixed(1)} SD ${sd.toFixed(1)} min ${min} max ${max} HU, ${area.toFixed(0)} mm²` + (padded ? `, ${padded} padding px left out` : ""),
+    };
+  }
+
+  presetMenu.addEventListener("change", () => {
+    const preset = PRESETS.find(([n]) => n === presetMenu.value);
+    if (preset) setWindow(preset[1], preset[2], preset[0]);
+    root.focus({ preventScroll: true });
+  });
+  layoutButton.addEventListener("click", () => {
+    model.set("layout", model.get("layout") === "one" ? "three" : "one");
+    if (model.get("layout") === "one") model.set("plane", activePlane);
+    sync(); layoutPanels(); paintAll();
+  });
+  conventionButton.addEventListener("click", () => {
+    model.set("convention", model.get("convention") === "radiological" ? "neurological" : "radiological");
+    sync(); paintAll();
+  });
+  resetButton.addEventListener("click", resetView);
+  clearButton.addEventListener("click", () => { model.set("measurements", []); sync(); paintAll(); });
+
+  function buildLegend() {
+    legend.replaceChildren();
+    if (!vol || !vol.overlays.length) return;
+    vol.overlays.forEach((ov, i) => {
+      const row = el("label", "ctv-overlay");
+      const box = el("input"); box.type = "checkbox"; box.checked = model.get("overlay_visible")[i] ?? true;
+      box.dataset.index = i;
+      box.addEventListener("change", () => {
+        const visible = model.get("overlay_visible").slice();
+        while (visible.length < vol.overlays.length) visible.push(true);
+        visible[i] = box.checked;
+        model.set("overlay_visible", visible); sync(); paintAll();
+      });
+      const swatch = el("span", "ctv-swatch");
+      swatch.style.background = `rgb(${ov.colours[1]})`;
+      row.append(box, swatch, el("span", "", ov.name));
+      legend.appendChild(row);
+    });
+    const opacity = el("input", "ctv-opacity"); opacity.type = "range"; opacity.min = 0; opacity.max = 1; opacity.step = 0.05;
+    opacity.value = model.get("opacity");
+    opacity.addEventListener("input", () => { model.set("opacity", Number(opacity.value)); sync(); paintAll(); });
+    legend.append(el("div", "", "opacity"), opacity);
+  }
+
+  // ----- Python side --------------------------------------------------------------------
+  function receive(message, buffers) {
+    if (message.type === "pong") { lastPong = Date.now(); return; }
+    if (message.type !== "volume") return;
+    const view8 = (b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    const raw = buffers[0];
+    const hu = new Int16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+    const shape = meta().shape;
+    let next = 1;
+    const padding = message.padding ? view8(buffers[next++]) : null;
+    const overlays = message.overlays.map((o) => ({ ...o, data: view8(buffers[next++]) }));
+    vol = { hu, padding, overlays, strides: [shape[1] * shape[2], shape[2], 1] };
+    banner.style.display = meta().banner ? "" : "none";
+    banner.textContent = meta().banner || "";
+    note.textContent = meta().note || "";
+    buildLegend();
+    layoutPanels();
+    paintAll();
+    root.dataset.ready = "true";
+  }
+  model.on("msg:custom", receive);
+  for (const name of ["crosshair", "center", "width", "convention", "overlay_visible", "opacity", "measurements"]) {
+    model.on(`change:${name}`, () => {
+      if (name === "center" || name === "width") lut = buildLut(model.get("center"), model.get("width"));
+      if (vol) paintAll();
+    });
+  }
+  for (const name of ["layout", "plane"]) model.on(`change:${name}`, () => { if (vol) { layoutPanels(); paintAll(); } });
+
+  const resize = new ResizeObserver(() => { if (vol) { layoutPanels(); paintAll(); } });
+  resize.observe(root);
+  // a kernel that stops answering is said so; the picture keeps working in the page
+  const heartbeat = model.standalone ? null : setInterval(() => {
+    model.send({ type: "ping" });
+    if (vol && Date.now() - lastPong > 6000) {
+      banner.style.display = "";
+      banner.textContent = "kernel not answering: browsing continues in the page, but Python no longer sees the viewer state";
+      root.dataset.kernel = "lost";
+    } else if (vol && root.dataset.kernel === "lost") {
+      root.dataset.kernel = "ok"; banner.style.display = meta().banner ? "" : "none"; banner.textContent = meta().banner || "";
+    }
+  }, 2000);
+  model.send({ type: "request_volume" });
+  return () => { resize.disconnect(); if (heartbeat) clearInterval(heartbeat); };
+}
+
+function render({ model, el: root }) {
+  // the static picture printed beside the widget is for readers without a kernel
+  const style = document.createElement("style");
+  style.textContent = `img[alt^="ctexplore viewer ${model.get("_static_id")}"] { display: none; }`;
+  document.head.appendChild(style);
+  return createViewer(model, root);
+}
+
+export default { render };

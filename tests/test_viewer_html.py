@@ -1,0 +1,64 @@
+"""The self-contained viewer HTML in a real Chromium with every network request refused."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from synthetic_volumes import synthetic_head
+
+import ctexplore as ct
+
+pytestmark = pytest.mark.browser
+CHROMIUM = Path(os.environ.get("CTEXPLORE_CHROMIUM", "/usr/bin/chromium"))
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_saved_html_browses_with_wheel_keys_and_click_offline(tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    volume = synthetic_head((40, 160, 160), (5.0, 1.3, 1.3))
+    path = ct.save_viewer_html(volume, tmp_path / "scan.html", overlays={"bleed": volume.hu == 70})
+    assert not list(tmp_path.glob("*.tmp"))
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            refused = []
+
+            def only_the_file(route):
+                if route.request.url.startswith("file:"):
+                    return route.continue_()
+                refused.append(route.request.url)
+                return route.abort()
+
+            page.route("**/*", only_the_file)
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(path.as_uri())
+            page.wait_for_selector(".ctexplore-viewer[data-ready=true]", timeout=15_000)
+            label = page.locator(".ctv-axial .ctv-slice-label")
+            assert label.inner_text() == "axial 20/39 | z = 2.5 mm"
+            canvas = page.locator(".ctv-axial canvas")
+            before = canvas.screenshot()
+            box = canvas.bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.wheel(0, -100)  # one notch away from the user: one slice up
+            assert label.inner_text() == "axial 21/39 | z = 7.5 mm"
+            page.keyboard.press("ArrowUp")
+            page.keyboard.press("ArrowUp")
+            assert label.inner_text().startswith("axial 23/39")
+            assert canvas.screenshot() != before
+            page.keyboard.press("4")  # bone preset
+            assert page.locator(".ctv-window").inner_text() == "window bone 600/2800"
+            # a click on the left of the axial picture moves the sagittal plane to the patient's right
+            page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+            sagittal = page.locator(".ctv-sagittal .ctv-slice-label").inner_text()
+            assert sagittal.startswith("sagittal") and "x = -" in sagittal, sagittal
+            assert errors == [] and refused == []
+            (REPO / "artifacts").mkdir(exist_ok=True)
+            page.screenshot(path=str(REPO / "artifacts" / "viewer_standalone.png"))
+        finally:
+            browser.close()
