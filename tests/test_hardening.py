@@ -70,3 +70,17 @@ def test_named_pipe_is_skipped_with_a_reason_not_read(tmp_path):
     index = scan(tmp_path / "s", workers=1)
     assert index.skipped == [(pipe, "not a regular file (named pipe, socket or device); not read")]
     assert index[0].n_images == 2
+
+
+def test_non_utf8_file_name_has_an_input_fingerprint(tmp_path):
+    import os
+
+    from ctexplore.pipeline import PreprocessOptions, output_record
+    from ctexplore.series import scan
+
+    written = write_series(tmp_path / "s", n_slices=2, matrix=16)
+    odd = os.path.join(os.fsencode(tmp_path / "s"), b"\xff-slice.dcm")
+    os.rename(written.files[0], odd)
+    series = scan(tmp_path / "s", workers=1)[0]
+    record = output_record(series, PreprocessOptions())
+    assert len(record["source"]["files_sha1"]) == 40 and series.n_images == 2
