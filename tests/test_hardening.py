@@ -84,3 +84,16 @@ def test_non_utf8_file_name_has_an_input_fingerprint(tmp_path):
     series = scan(tmp_path / "s", workers=1)[0]
     record = output_record(series, PreprocessOptions())
     assert len(record["source"]["files_sha1"]) == 40 and series.n_images == 2
+
+
+def test_non_utf8_skipped_file_name_does_not_abort_the_batch(tmp_path):
+    import os
+
+    from ctexplore.batch import preprocess
+
+    write_series(tmp_path / "in", n_slices=2, matrix=16)
+    junk = os.path.join(os.fsencode(tmp_path / "in"), b"\xff-notes.txt")
+    with open(junk, "wb") as stream:
+        stream.write(b"not dicom")
+    preprocess(tmp_path / "in", tmp_path / "out", workers=1)
+    assert os.fsencode(b"\xff-notes.txt") in (tmp_path / "out" / "skipped_files.csv").read_bytes()
