@@ -443,15 +443,30 @@ _MIN_ENCODED_FRAME_BYTES = 8
 
 
 def _check_counts(
-    path: Path, rows: int, columns: int, bits_allocated: int, bits_stored: int, frames: int, frame_bytes: int, syntax: str
+    path: Path,
+    rows: int,
+    columns: int,
+    bits_allocated: int,
+    bits_stored: int,
+    frames: int,
+    frame_bytes: int,
+    syntax: str,
 ) -> None:
     """Refuse header counts that cannot describe this file, before anything is allocated per frame."""
     if rows < 1 or columns < 1:
-        raise DicomError(f"{path}: (0028,0010) Rows = {rows} / (0028,0011) Columns = {columns}: an image needs at least 1 x 1 pixels; the header is damaged")
+        raise DicomError(
+            f"{path}: (0028,0010) Rows = {rows} / (0028,0011) Columns = {columns}: "
+            "an image needs at least 1 x 1 pixels; the header is damaged"
+        )
     if bits_allocated not in (8, 16, 32):
-        raise DicomError(f"{path}: (0028,0100) Bits Allocated = {bits_allocated}; CT pixels use 8, 16 or 32; the header is damaged")
+        raise DicomError(
+            f"{path}: (0028,0100) Bits Allocated = {bits_allocated}; CT pixels use 8, 16 or 32; the header is damaged"
+        )
     if not 1 <= bits_stored <= bits_allocated:
-        raise DicomError(f"{path}: (0028,0101) Bits Stored = {bits_stored} must be 1..{bits_allocated} ((0028,0100) Bits Allocated); the header is damaged")
+        raise DicomError(
+            f"{path}: (0028,0101) Bits Stored = {bits_stored} must be 1..{bits_allocated} "
+            "((0028,0100) Bits Allocated); the header is damaged"
+        )
     size = os.path.getsize(path)
     encapsulated = syntax not in _UNENCAPSULATED_SYNTAXES
     needed = frames * (_MIN_ENCODED_FRAME_BYTES if encapsulated else frame_bytes)

@@ -42,12 +42,22 @@ def test_rows_larger_than_encoded_frame_is_our_error_not_an_abort(tmp_path, synt
 
 @pytest.mark.parametrize(
     ("keyword", "value", "tag"),
-    [("NumberOfFrames", 2_000_000_000, "(0028,0008)"), ("Rows", 0, "(0028,0010)"), ("BitsAllocated", 0, "(0028,0100)"), ("BitsStored", 0, "(0028,0101)")],
+    [
+        ("NumberOfFrames", 2_000_000_000, "(0028,0008)"),
+        ("Rows", 0, "(0028,0010)"),
+        ("BitsAllocated", 0, "(0028,0100)"),
+        ("BitsStored", 0, "(0028,0101)"),
+    ],
 )
 def test_absurd_counts_are_skipped_with_the_tag_not_allocated(tmp_path, keyword, value, tag):
     from ctexplore.series import scan
 
-    written = write_series(tmp_path / "s", n_slices=2, matrix=16, transfer_syntax=JPEGLSLossless if keyword == "NumberOfFrames" else pydicom.uid.ExplicitVRLittleEndian)
+    written = write_series(
+        tmp_path / "s",
+        n_slices=2,
+        matrix=16,
+        transfer_syntax=JPEGLSLossless if keyword == "NumberOfFrames" else pydicom.uid.ExplicitVRLittleEndian,
+    )
     dataset = pydicom.dcmread(written.files[0])
     setattr(dataset, keyword, value)
     dataset.save_as(written.files[0])
