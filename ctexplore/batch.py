@@ -210,7 +210,7 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
     from ._atomic import atomic_target
 
     with atomic_target(path) as temporary:
-        with open(temporary, "w", newline="", encoding="utf-8") as stream:
+        with open(temporary, "w", newline="", encoding="utf-8", errors="surrogateescape") as stream:
             writer = csv.writer(stream)
             writer.writerow(header)
             writer.writerows(rows)

@@ -279,6 +279,7 @@ def _headers_from_dataset(
         spacing_between_slices=_float_or_none(dataset.get("SpacingBetweenSlices")),
     )
     frame_bytes = rows * columns * common["samples_per_pixel"] * bits_allocated // 8
+    _check_counts(path, rows, columns, bits_allocated, bits_stored, frames, frame_bytes, syntax)
     if pixel_length is not None and pixel_length < frame_bytes * frames:
         raise DicomError(
             f"{path}: (7FE0,0010) Pixel Data holds {pixel_length} bytes but {frames} frame(s) of "
@@ -434,3 +435,43 @@ def _sop_name(uid: str) -> str:
 
     name = UID(uid).name if uid else ""
     return name if name and name != uid else "unknown SOP class"
+
+
+_UNENCAPSULATED_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
+# Each encapsulated (or deflated) frame needs at least one 8-byte item (tag + length) in the file.
+_MIN_ENCODED_FRAME_BYTES = 8
+
+
+def _check_counts(
+    path: Path,
+    rows: int,
+    columns: int,
+    bits_allocated: int,
+    bits_stored: int,
+    frames: int,
+    frame_bytes: int,
+    syntax: str,
+) -> None:
+    """Refuse header counts that cannot describe this file, before anything is allocated per frame."""
+    if rows < 1 or columns < 1:
+        raise DicomError(
+            f"{path}: (0028,0010) Rows = {rows} / (0028,0011) Columns = {columns}: "
+            "an image needs at least 1 x 1 pixels; the header is damaged"
+        )
+    if bits_allocated not in (8, 16, 32):
+        raise DicomError(
+            f"{path}: (0028,0100) Bits Allocated = {bits_allocated}; CT pixels use 8, 16 or 32; the header is damaged"
+        )
+    if not 1 <= bits_stored <= bits_allocated:
+        raise DicomError(
+            f"{path}: (0028,0101) Bits Stored = {bits_stored} must be 1..{bits_allocated} "
+            "((0028,0100) Bits Allocated); the header is damaged"
+        )
+    size = os.path.getsize(path)
+    encapsulated = syntax not in _UNENCAPSULATED_SYNTAXES
+    needed = frames * (_MIN_ENCODED_FRAME_BYTES if encapsulated else frame_bytes)
+    if frames < 1 or needed > size:
+        raise DicomError(
+            f"{path}: (0028,0008) Number of Frames = {frames} needs at least {needed} bytes of pixel data, "
+            f"but the file has {size} bytes; the header is damaged or the file is truncated"
+        )

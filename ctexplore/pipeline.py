@@ -238,7 +238,8 @@ def _source_fingerprint(series: Series) -> dict[str, Any]:
     digest = hashlib.sha1()
     for path in series.files:
         stat = path.stat()
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        # fsencode: file names need not be UTF-8 (surrogate escapes would not encode).
+        digest.update(os.fsencode(path) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return {"series_key": series.key, "n_images": series.n_images, "files_sha1": digest.hexdigest()}
 
 

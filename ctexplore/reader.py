@@ -394,8 +394,16 @@ def _decode(header: SliceHeader, dtype: np.dtype) -> np.ndarray:
             dataset = pydicom.dcmread(header.path, force=True)
             if not getattr(dataset.file_meta, "TransferSyntaxUID", None):
                 dataset.file_meta.TransferSyntaxUID = syntax
+            if syntax.is_encapsulated:
+                _check_frame_sizes(header, dataset)
             array = dataset.pixel_array
-    except Exception as error:  # decoders raise anything; the user needs the file and the syntax
+    except DecodeError:
+        raise
+    # Rust plugins (pylibjpeg-rle) raise PanicException, a BaseException: it must cost one
+    # file, not the run. Interrupts still stop the program.
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # decoders raise anything; the user needs the file and the syntax
         raise DecodeError(
             f"{header.path}: cannot decode (7FE0,0010) Pixel Data in transfer syntax {syntax.name} "
             f"({syntax}): {type(error).__name__}: {error}. The file may be corrupt, truncated, or hold "
@@ -408,6 +416,62 @@ def _decode(header: SliceHeader, dtype: np.dtype) -> np.ndarray:
             "((0028,0010) Rows, (0028,0011) Columns)"
         )
     return array.astype(dtype, copy=False)
+
+
+def encoded_frame_size(frame: bytes) -> tuple[int, int] | None:
+    """(rows, columns) an encoded JPEG, JPEG-LS or JPEG 2000 frame declares in its own header.
+
+    Native decoders (GDCM, CharLS) abort the interpreter when the DICOM header promises
+    another size than the codestream holds, so the size is compared before decoding.
+    Returns None for codecs without dimensions in the frame (RLE) or unparsable frames.
+
+    Examples
+    --------
+    >>> sof = bytes([0xFF, 0xD8, 0xFF, 0xF7, 0, 11, 16, 0, 65, 0, 48, 1])
+    >>> encoded_frame_size(sof)
+    (65, 48)
+    >>> siz = b"\\xff\\x4f\\xff\\x51\\x00\\x29\\x00\\x00" + (48).to_bytes(4, "big") + (64).to_bytes(4, "big") + bytes(8)
+    >>> encoded_frame_size(siz)
+    (64, 48)
+    >>> encoded_frame_size(b"RLE") is None
+    True
+    """
+    j2k = frame.find(b"\xff\x4f\xff\x51")
+    if j2k >= 0 and len(frame) >= j2k + 24:
+        x, y, x0, y0 = (int.from_bytes(frame[j2k + 8 + 4 * k : j2k + 12 + 4 * k], "big") for k in range(4))
+        return y - y0, x - x0
+    if frame[:2] != b"\xff\xd8":
+        return None
+    position = 2
+    # Walk the JPEG marker segments to the first start-of-frame (SOF0-15 except DHT/JPG/DAC, or SOF55).
+    while position + 9 <= len(frame):
+        if frame[position] != 0xFF:
+            return None
+        marker = frame[position + 1]
+        if marker == 0xFF:
+            position += 1
+            continue
+        if marker in (0xF7,) or (0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)):
+            rows = int.from_bytes(frame[position + 5 : position + 7], "big")
+            columns = int.from_bytes(frame[position + 7 : position + 9], "big")
+            return rows, columns
+        position += 2 + int.from_bytes(frame[position + 2 : position + 4], "big")
+    return None
+
+
+def _check_frame_sizes(header: SliceHeader, dataset: Any) -> None:
+    from pydicom.encaps import generate_frames
+
+    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
+    for frame in generate_frames(dataset.PixelData, number_of_frames=frames):
+        size = encoded_frame_size(frame)
+        if size is not None and size != (header.rows, header.columns):
+            raise DecodeError(
+                f"{header.path}: the encoded frame in (7FE0,0010) Pixel Data is {size[0]} x {size[1]} pixels, "
+                f"but (0028,0010) Rows and (0028,0011) Columns say {header.rows} x {header.columns}. "
+                "The header or the pixel data was altered; the file cannot be read safely. Leave it out "
+                "or fix the header."
+            )
 
 
 def _require_decoder(header: SliceHeader, syntax: Any) -> None:

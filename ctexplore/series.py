@@ -301,10 +301,14 @@ def scan(path: str | os.PathLike[str], *, workers: int | None = None) -> SeriesI
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"{root} does not exist")
-    files = [root] if root.is_file() else sorted(_walk_files(root))
-    results = _read_headers(files, workers)
+    found = [root] if not root.is_dir() else sorted(_walk_files(root))
+    # Opening a FIFO or device blocks or never ends: only regular files are read.
+    files = [f for f in found if f.is_file()]
     headers: list[SliceHeader] = []
-    skipped: list[tuple[Path, str]] = []
+    skipped: list[tuple[Path, str]] = [
+        (f, "not a regular file (named pipe, socket or device); not read") for f in found if not f.is_file()
+    ]
+    results = _read_headers(files, workers)
     for file, result in zip(files, results):
         if isinstance(result, str):
             skipped.append((file, result))
