@@ -53,6 +53,8 @@ _EXPORTS = {
     "sample_study": "datasets",
     "sample_dataset": "datasets",
     "fetch_cq500": "datasets",
+    "cq500_labels": "labels",
+    "write_report": "report",
     "fetch_head_ct": "fetch",
     "ImageFormation": "headmodel",
     "write_series": "phantom",
