@@ -22,6 +22,7 @@ __all__ = ["brain_mask", "skull_strip", "hyperdense_regions", "HyperdenseRegions
 _BLOCK_MM = 2.0
 BONE_HU = 250.0  # inner table and thin temporal bone, even with partial volume
 SOFT_TISSUE_HU = (-30.0, 120.0)  # CSF to clotted blood; fat and air stay out
+BONE_MARGIN_MM = 4.0  # beam hardening and partial volume under the skull look like blood
 CALCIFICATION_HU = 120.0  # block means above this inside the brain are calcification, not blood
 _BRIDGE_MM = 14.0  # skull gaps up to about twice this wide are closed before filling
 _SLICE_PLANE = np.zeros((3, 3, 3), bool)
@@ -222,7 +223,7 @@ def hyperdense_regions(
     matter voxels above 50 HU), then grown by one block and cut back to the
     full-resolution voxels in ``[low, high]``. Dropped as simple false
     positives: blocks next to bone (the inner table's partial volume is
-    50-90 HU; this also drops extra-axial blood thinner than about 4 mm against
+    50-90 HU; this also drops extra-axial blood thinner than about 4-6 mm against
     the skull), regions lying mostly next to a calcification (block mean above
     120 HU: pineal, choroid plexus, basal ganglia, whose rims are 50-90 HU),
     and regions below `min_ml`.
@@ -267,7 +268,7 @@ def hyperdense_regions(
     mean = blocks.mean(axis=(1, 3, 5), dtype=np.float32)
     bone = blocks.max(axis=(1, 3, 5)) > BONE_HU
     inside = _blocks(mask, factors).any(axis=(1, 3, 5))
-    near_bone = ndimage.binary_dilation(bone)
+    near_bone = ndimage.binary_dilation(bone, iterations=int(np.ceil(BONE_MARGIN_MM / _BLOCK_MM)))
     near_calcification = ndimage.binary_dilation((mean > CALCIFICATION_HU) & inside)
     coarse = (mean >= low) & (mean <= high) & inside & ~near_bone
     coarse_labels, count = ndimage.label(coarse)
