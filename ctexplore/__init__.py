@@ -23,6 +23,8 @@ _EXPORTS = {
     "SeriesIndex": "series",
     "Series": "series",
     "load_series": "reader",
+    "stored_to_hu": "hounsfield",
+    "AIR_HU": "volume",
     "window": "intensity",
     "WINDOWS": "intensity",
     "window_stack": "intensity",

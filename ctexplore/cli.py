@@ -17,7 +17,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _rule(text: str) -> str:
-    from .pipeline import parse_rule
+    from .selection import parse_rule
 
     try:
         parse_rule(text)

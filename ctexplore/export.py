@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._atomic import atomic_target
 from .errors import GeometryError
 from .volume import Volume
 
-__all__ = ["save_npz", "load_npz", "save_nifti", "nifti_affine", "NIFTI_FROM_VOLUME"]
+__all__ = ["save_npz", "load_npz", "save_nifti", "nifti_affine", "NIFTI_FROM_VOLUME", "json_safe", "provenance"]
 
 #: Maps NIfTI voxel indices ``(i, j, k, 1)`` = ``(col, row, slice, 1)`` to ``(slice, row, col, 1)``.
 NIFTI_FROM_VOLUME = np.array(
@@ -33,41 +31,14 @@ _NPZ_COMPRESS_LEVEL = 1
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def _file_mode() -> int:
-    """Permissions a plain ``open(path, "w")`` would give: 0o666 minus the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-@contextmanager
-def _atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it over `path` when the block succeeds."""
-    target = Path(path)
-    if target.is_dir():
-        raise IsADirectoryError(f"{target} is a folder; give a file name to write")
-    if not target.parent.is_dir():
-        raise FileNotFoundError(f"folder {target.parent} does not exist; create it first")
-    suffix = "".join(target.suffixes[-2:]) if target.name.endswith(".gz") else target.suffix
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=suffix)
-    os.close(handle)
-    temporary_path = Path(temporary)
-    try:
-        yield temporary_path
-        os.chmod(temporary_path, _file_mode())  # mkstemp makes 0600; outputs are shared like any file
-        os.replace(temporary_path, target)
-    finally:
-        temporary_path.unlink(missing_ok=True)
-
-
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """numpy scalars/arrays, paths and tuples as plain JSON values; anything else as text."""
     if isinstance(value, dict):
-        return {str(key): _json_safe(item) for key, item in value.items()}
+        return {str(key): json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
+        return [json_safe(item) for item in value]
     if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
+        return json_safe(value.tolist())
     if isinstance(value, np.generic):
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -75,15 +46,16 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def _provenance(volume: Volume, options: dict[str, Any] | None) -> dict[str, Any]:
+def provenance(volume: Volume, options: dict[str, Any] | None) -> dict[str, Any]:
+    """What `save_npz` and the batch sidecars record about where a volume came from."""
     from . import __version__
 
     return {
         "series_uid": volume.meta.get("series_uid"),
         "files": [str(path) for path in volume.files],
         "ctexplore_version": __version__,
-        "options": _json_safe(options or {}),
-        "meta": _json_safe(volume.meta),
+        "options": json_safe(options or {}),
+        "meta": json_safe(volume.meta),
     }
 
 
@@ -146,7 +118,7 @@ def save_npz(
         "hu": volume.hu,
         "affine": np.asarray(volume.affine, np.float64),
         "spacing": np.asarray(volume.spacing, np.float64),
-        "provenance": np.array(json.dumps(_provenance(volume, options), sort_keys=True)),
+        "provenance": np.array(json.dumps(provenance(volume, options), sort_keys=True)),
     }
     if volume.padding is not None:
         arrays["padding"] = volume.padding
@@ -158,7 +130,7 @@ def save_npz(
                 f"shape {volume.shape}: its last three axes must be (slices, rows, cols)"
             )
         arrays["processed"] = processed
-    with _atomic_target(path) as temporary:
+    with atomic_target(path) as temporary:
         _write_npz(temporary, arrays, compress)
     return Path(path)
 
@@ -282,6 +254,6 @@ def save_nifti(volume: Volume, path: str | os.PathLike[str]) -> Path:
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     image.header.set_xyzt_units(xyz="mm")
-    with _atomic_target(path) as temporary:
+    with atomic_target(path) as temporary:
         nibabel.save(image, temporary)
     return Path(path)

@@ -15,12 +15,9 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage
 
-from .volume import Volume, affine_spacing
+from .volume import AIR_HU, Volume, affine_spacing
 
 __all__ = ["correct_tilt", "resample", "body_mask", "crop_to_head", "reorient", "AIR_HU"]
-
-#: Hounsfield units written where there is no acquired data.
-AIR_HU = -1000.0
 
 # source coordinates within this distance (in voxels) of the outer voxel edge count as inside
 _EDGE_TOLERANCE = 1e-6

@@ -3,7 +3,7 @@
 Every picture takes its aspect ratio from the voxel spacing, labels slices with
 their position in millimetres, and shows axial and coronal planes the
 radiological way (patient right on the image left); see
-:mod:`ctexplore._planes` for the conventions. Each function returns the
+:mod:`ctexplore.planes` for the conventions. Each function returns the
 matplotlib figure (created through pyplot, so ``plt.show()`` and notebooks'
 inline display work as usual).
 """
@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
-from ._planes import (
+from .planes import (
     PlaneGeometry,
     check_plane,
     display_pixel,

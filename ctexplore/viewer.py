@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._planes import (
+from .planes import (
     PLANES,
     PlaneGeometry,
     display_pixel,

@@ -8,7 +8,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Volume", "affine_spacing", "affine_tilt"]
+__all__ = ["Volume", "affine_spacing", "affine_tilt", "AIR_HU"]
+
+#: Hounsfield value of air (by definition of the scale); the fill for voxels outside the scan.
+AIR_HU = -1000.0
 
 
 def affine_spacing(affine: np.ndarray) -> tuple[float, float, float]:

@@ -18,7 +18,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from ctexplore import series
+from ctexplore import headers
 from ctexplore._fastheader import read_fast_header
 from ctexplore.errors import DicomError
 from ctexplore.phantom import SUPPORTED_TRANSFER_SYNTAXES, write_enhanced_series, write_series, write_study
@@ -38,7 +38,7 @@ def outcome(read: Callable[[Path], Any], path: Path) -> Any:
 
 def fast_is_used_and_agrees(path: Path) -> bool:
     """Assert `read_header` (fast path first) equals the pydicom-only path; return whether the fast path took it."""
-    assert outcome(series.read_header, path) == outcome(series._read_header_pydicom, path), path
+    assert outcome(headers.read_header, path) == outcome(headers._read_header_pydicom, path), path
     return read_fast_header(path) is not None
 
 
@@ -124,7 +124,7 @@ class TestSequences:
             nested = Sequence([code])
             nested.is_undefined_length = undefined
             item = Dataset()
-            item.ReferencedSOPClassUID = series.CT_IMAGE_STORAGE
+            item.ReferencedSOPClassUID = headers.CT_IMAGE_STORAGE
             item.ReferencedSOPInstanceUID = f"1.2.3.{number}"
             item.PurposeOfReferenceCodeSequence = nested
             item.is_undefined_length_sequence_item = undefined
@@ -146,7 +146,7 @@ class TestSequences:
     def test_enhanced_ct_functional_groups_are_left_to_pydicom(self, tmp_path: Path) -> None:
         written = write_enhanced_series(tmp_path, **SMALL)
         assert not fast_is_used_and_agrees(written.files[0])
-        assert len(series.read_header(written.files[0])) == 2
+        assert len(headers.read_header(written.files[0])) == 2
 
 
 class TestValues:
@@ -197,7 +197,7 @@ class TestValues:
         source = one_file(tmp_path, transfer_syntax=ImplicitVRLittleEndian, signed=True, padding_value=-2000)
         path = rewrite(source, tmp_path / "bits32.dcm", thirty_two_bits, ImplicitVRLittleEndian)
         assert fast_is_used_and_agrees(path)
-        assert series.read_header(path)[0].padding_value == -2000
+        assert headers.read_header(path)[0].padding_value == -2000
 
     def test_utf8_description_is_decoded(self, tmp_path: Path) -> None:
         def utf8(ds: Dataset) -> None:
@@ -222,7 +222,7 @@ class TestBadInput:
             path = tmp_path / f"cut{cut}.dcm"
             path.write_bytes(data[:cut])
             declined += read_fast_header(path) is None
-            assert fast_is_used_and_agrees(path) or outcome(series.read_header, path)[0] == "DicomError"
+            assert fast_is_used_and_agrees(path) or outcome(headers.read_header, path)[0] == "DicomError"
         assert declined >= len(cuts) - 3  # only cuts inside the pixel data leave a usable header
 
     def test_zero_byte_and_text_files(self, tmp_path: Path) -> None:
@@ -233,7 +233,7 @@ class TestBadInput:
         for path in (empty, text):
             assert read_fast_header(path) is None
             with pytest.raises(DicomError, match=path.name):
-                series.read_header(path)
+                headers.read_header(path)
 
     def test_random_bytes_after_a_dicm_preamble(self, tmp_path: Path) -> None:
         rng = random.Random(7)
@@ -242,7 +242,7 @@ class TestBadInput:
             path.write_bytes(bytes(128) + b"DICM" + rng.randbytes(rng.randrange(0, 3000)))
             assert read_fast_header(path) is None
             with pytest.raises(DicomError):
-                series.read_header(path)
+                headers.read_header(path)
 
     @pytest.mark.filterwarnings("ignore::UserWarning")
     def test_corrupted_header_bytes_give_pydicoms_answer(self, tmp_path: Path) -> None:

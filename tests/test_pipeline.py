@@ -362,7 +362,7 @@ class TestSafety:
         def interrupt(*args, **kwargs):  # Ctrl-C after the new image, before its sidecar
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(ctexplore.export, "_json_safe", interrupt)
+        monkeypatch.setattr(ctexplore.export, "json_safe", interrupt)
         with pytest.raises(KeyboardInterrupt):
             run(dataset, tmp_path, options=second, rule="description:thin")
         monkeypatch.undo()

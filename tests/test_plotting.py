@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from synthetic_volumes import BLEED_CENTRE_MM, head_affine, synthetic_head  # noqa: E402
 
-from ctexplore._planes import plane_geometry, slice_image  # noqa: E402
+from ctexplore.planes import plane_geometry, slice_image  # noqa: E402
 from ctexplore.plotting import (  # noqa: E402
     hu_histogram,
     max_intensity_projection,

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from synthetic_volumes import BLEED_CENTRE_MM, head_affine, synthetic_head
 
-from ctexplore._planes import (
+from ctexplore.planes import (
     display_pixel,
     plane_geometry,
     position_label,
