@@ -47,6 +47,7 @@ _EXPORTS = {
     "brain_mask": "brain",
     "skull_strip": "brain",
     "hyperdense_regions": "brain",
+    "VolumeDataset": "training",
     "view": "viewer",
     "preprocess": "pipeline",
     "iter_volumes": "pipeline",
