@@ -102,8 +102,8 @@ class VolumeDataset:
     -----
     ``ds[i]`` returns ``(array, record)``: the ``processed`` array if the
     output has one (windows as channels), else ``hu``, as float32 with a
-    channel axis first, and the manifest row as a dict plus ``labels`` (None
-    when the series has none) and ``path``. Outputs written with
+    channel axis first, and the manifest row as a dict plus ``labels`` (``{}``
+    when the series has none, so the default collate works) and ``path``. Outputs written with
     ``--no-compress`` (``compress=False``) are memory-mapped; compressed ones
     are read whole per item. The object holds only paths and rows, so it
     pickles to worker processes.
@@ -151,7 +151,7 @@ class VolumeDataset:
         for key in keys:
             if row.get(key) in self.labels:
                 return self.labels[row[key]]
-        return None
+        return {}
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
         if not -len(self) <= index < len(self):
@@ -161,7 +161,7 @@ class VolumeDataset:
         with zipfile.ZipFile(path) as archive:
             name = "processed" if "processed.npy" in archive.namelist() else "hu"
         data = load_npz_array(path, name)
-        array = np.asarray(data, dtype=np.float32)
+        array = np.array(data, dtype=np.float32)  # a writable copy; the memmap stays read-only
         if array.ndim == 3:
             array = array[np.newaxis]
         if self.transform is not None:
