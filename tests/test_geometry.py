@@ -184,7 +184,7 @@ class TestResample:
 
     def test_linear_field_exact_for_tilted_volume(self):
         vol = linear_volume(axial_affine(tilt_deg=-17.0, shear_axis=0), SHAPE)
-        out = resample(vol, spacing=1.5)
+        out = resample(vol, spacing=1.5, antialias=False)  # interpolation alone is exact on a linear field
         inside = between_centres(out, vol)
         assert inside.sum() > 0.6 * (~out.padding).sum()
         expected = linear_field(world_grid(out.affine, out.shape))
@@ -201,12 +201,12 @@ class TestResample:
     def test_nearest_neighbour_only_copies_input_values(self):
         rng = np.random.default_rng(1)
         hu = rng.integers(-1000, 1000, SHAPE).astype(np.int16)
-        out = resample(Volume(hu, axial_affine()), spacing=(1.0, 1.1, 0.5), order=0)
+        out = resample(Volume(hu, axial_affine()), spacing=(1.0, 1.1, 0.5), order=0, antialias=False)
         assert np.isin(out.hu, hu).all()
 
     def test_cubic_matches_scipy_on_the_same_grid(self):
         vol = blob_volume(axial_affine(), SHAPE, BLOB_CENTRE)
-        out = resample(vol, spacing=1.7, order=3)
+        out = resample(vol, spacing=1.7, order=3, antialias=False, clip=False)
         source_index = vol.world_to_index(world_grid(out.affine, out.shape))
         expected = ndimage.map_coordinates(
             vol.hu.astype(np.float64), np.moveaxis(source_index, -1, 0), order=3, mode="mirror"
