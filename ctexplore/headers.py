@@ -101,7 +101,17 @@ class SliceHeader:
 
 
 # How the reasons for skipping a recognised but unusable CT image begin (see `SeriesIndex.damaged`).
-_DAMAGED_CT_REASONS = ("CT header without", "CT image without", "CT image with (", "(7FE0,0010) Pixel Data holds")
+_DAMAGED_CT_REASONS = (
+    "CT header without",
+    "CT image without",
+    "CT image with (",
+    "(7FE0,0010) Pixel Data holds",
+    # `_check_counts`: counts that cannot describe the file are damage, not "not an image"
+    "(0028,0008) Number of Frames",
+    "(0028,0010) Rows",
+    "(0028,0100) Bits Allocated",
+    "(0028,0101) Bits Stored",
+)
 
 
 def read_header_or_reason(path: Path) -> list[SliceHeader] | str:
@@ -470,7 +480,9 @@ def _check_counts(
     size = os.path.getsize(path)
     encapsulated = syntax not in _UNENCAPSULATED_SYNTAXES
     needed = frames * (_MIN_ENCODED_FRAME_BYTES if encapsulated else frame_bytes)
-    if frames < 1 or needed > size:
+    # a single frame cut short keeps its series membership and fails at load, naming the file;
+    # only a multi-frame count is checked here, before one header per claimed frame is built
+    if frames < 1 or (frames > 1 and needed > size):
         raise DicomError(
             f"{path}: (0028,0008) Number of Frames = {frames} needs at least {needed} bytes of pixel data, "
             f"but the file has {size} bytes; the header is damaged or the file is truncated"
