@@ -27,13 +27,13 @@ GROUPS: list[tuple[str, str, str, tuple[str, ...]]] = [
         "Load a series",
         "Read one series into a `Volume`: slices ordered by position along the normal, spacing "
         "from positions, padding masked before the rescale.",
-        ("load_series", "Volume", "load_npz", "save_npz", "save_nifti"),
+        ("load_series", "Volume", "AIR_HU", "stored_to_hu", "load_npz", "save_npz", "save_nifti"),
     ),
     (
         "hu_windows",
         "Hounsfield units and windows",
         "Display windows, normalisation and data-set zero-centring on HU arrays.",
-        ("window", "WINDOWS", "window_stack", "normalize", "zero_center", "dataset_mean"),
+        ("window", "WINDOWS", "resolve_window", "window_stack", "normalize", "zero_center", "dataset_mean"),
     ),
     (
         "geometry",
@@ -43,24 +43,30 @@ GROUPS: list[tuple[str, str, str, tuple[str, ...]]] = [
         ("correct_tilt", "resample", "crop_to_head", "body_mask", "reorient"),
     ),
     (
+        "head",
+        "Head CT: brain and blood",
+        "The intracranial space from CT alone, skull stripping, and blood-range regions with volumes.",
+        ("brain_mask", "skull_strip", "hyperdense_regions"),
+    ),
+    (
         "plots",
         "Plots",
         "Pictures with positions in mm, orientation letters and HU colour bars.",
         ("plot_slice_grid", "plot_hu_histogram", "hu_histogram", "plot_orthogonal", "max_intensity_projection"),
     ),
-    ("viewer", "Viewer", "The interactive slice browser for Jupyter.", ("view",)),
+    ("viewer", "Viewer", "The interactive slice browser for Jupyter.", ("view", "save_viewer_html")),
     (
         "batch",
         "Batch preprocessing",
         "The same pipeline over a whole data set, with a manifest of every series.",
-        ("preprocess", "iter_volumes", "PreprocessOptions"),
+        ("preprocess", "iter_volumes", "PreprocessOptions", "VolumeDataset", "cq500_labels", "write_report"),
     ),
     (
         "datasets",
         "Data sets and the phantom",
         "The built-in synthetic sample, the CQ500 fetcher, and the phantom writer that makes "
         "known-truth DICOM.",
-        ("sample_study", "sample_dataset", "fetch_cq500", "write_series", "write_study"),
+        ("sample_study", "sample_dataset", "fetch_cq500", "fetch_head_ct", "write_series", "write_study", "ImageFormation"),
     ),
     (
         "errors",
