@@ -13,7 +13,8 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from _common import peak_memory, reset_peak_memory
 

@@ -37,8 +37,14 @@ def write_studies(count: int) -> Path:
     start = time.perf_counter()
     for number in range(count):
         patient = f"BENCH-{number:03d}"
-        write_series(root / patient / "Unknown Study" / "CT HEAD", patient_id=patient, seed=number,
-                     series_description="CT HEAD", series_number=2, **SERIES)
+        write_series(
+            root / patient / "Unknown Study" / "CT HEAD",
+            patient_id=patient,
+            seed=number,
+            series_description="CT HEAD",
+            series_number=2,
+            **SERIES,
+        )
     done.write_text(repr(SERIES))
     print(f"wrote {count} studies in {time.perf_counter() - start:.1f} s into {root}")
     return root
@@ -50,8 +56,9 @@ def run(root: Path, workers: int) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as output:
         start = time.perf_counter()
-        summary = preprocess(root, output, options=PreprocessOptions(spacing=(1.0, 1.0, 1.0)),
-                             workers=workers, progress=False)
+        summary = preprocess(
+            root, output, options=PreprocessOptions(spacing=(1.0, 1.0, 1.0)), workers=workers, progress=False
+        )
         total = time.perf_counter() - start
         if summary.failed or not summary.ok:
             raise RuntimeError(f"benchmark batch did not succeed: {summary}")
@@ -77,17 +84,25 @@ def main() -> None:
     args = parser.parse_args()
     root = write_studies(args.studies)
     study_mib = SERIES["n_slices"] * SERIES["matrix"] ** 2 * 2 / MIB
-    print(f"{args.studies} studies, one series each: {SERIES['n_slices']} x {SERIES['matrix']}^2 int16 "
-          f"= {study_mib:.0f} MiB per study; resampled to 1 mm float32 (~{230 * 230 * 160 * 4 / MIB:.0f} MiB)")
+    print(
+        f"{args.studies} studies, one series each: {SERIES['n_slices']} x {SERIES['matrix']}^2 int16 "
+        f"= {study_mib:.0f} MiB per study; resampled to 1 mm float32 (~{230 * 230 * 160 * 4 / MIB:.0f} MiB)"
+    )
     rows = [run(root, workers) for workers in args.workers]
-    print(f"{'workers':>7s} {'scan s':>7s} {'process s':>10s} {'total s':>8s} {'series/s':>9s} "
-          f"{'speed-up':>9s} {'worker peak RSS MiB (max)':>26s}")
+    print(
+        f"{'workers':>7s} {'scan s':>7s} {'process s':>10s} {'total s':>8s} {'series/s':>9s} "
+        f"{'speed-up':>9s} {'worker peak RSS MiB (max)':>26s}"
+    )
     base = rows[0]["series_per_s"]
     for row in rows:
-        print(f"{row['workers']:7d} {row['scan_s']:7.1f} {row['process_s']:10.1f} {row['total_s']:8.1f} "
-              f"{row['series_per_s']:9.2f} {row['series_per_s'] / base:8.2f}x {row['peak_rss_mib_max']:26.0f}")
-    print("peak RSS is the whole worker process (Python, numpy, scipy, pydicom included); with 1 worker "
-          "the series run in the calling process, so its figure includes the scan.")
+        print(
+            f"{row['workers']:7d} {row['scan_s']:7.1f} {row['process_s']:10.1f} {row['total_s']:8.1f} "
+            f"{row['series_per_s']:9.2f} {row['series_per_s'] / base:8.2f}x {row['peak_rss_mib_max']:26.0f}"
+        )
+    print(
+        "peak RSS is the whole worker process (Python, numpy, scipy, pydicom included); with 1 worker "
+        "the series run in the calling process, so its figure includes the scan."
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import argparse
 import json
 
 import numpy as np
-
 from _measure import MIB, in_subprocess, print_table, run_case
 
 SHAPE = (256, 512, 512)

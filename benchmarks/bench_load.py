@@ -105,8 +105,12 @@ def main() -> None:
         return
     spacing = 250.0 / args.matrix
     folder = phantom_series(
-        f"load-{args.slices}x{args.matrix}", n_slices=args.slices, matrix=args.matrix,
-        pixel_spacing=(spacing, spacing), slice_spacing=0.625, padding_value=-2000,
+        f"load-{args.slices}x{args.matrix}",
+        n_slices=args.slices,
+        matrix=args.matrix,
+        pixel_spacing=(spacing, spacing),
+        slice_spacing=0.625,
+        padding_value=-2000,
     )
     warmup = phantom_series("load-warmup", n_slices=8, matrix=64)
     results: dict[str, list[dict]] = {name: [] for name in args.loaders}
@@ -133,8 +137,10 @@ def main() -> None:
         scans = [r["scan_files_per_s"] for r in results["ctexplore"]]
         print(f"scan: {statistics.median(scans):.0f} files/s (warm cache, median)")
     print(f"import ctexplore: {import_time():.3f} s")
-    print(f"import ctexplore + first touch of load_series (numpy, reader): "
-          f"{import_time('import ctexplore; ctexplore.load_series'):.3f} s")
+    print(
+        f"import ctexplore + first touch of load_series (numpy, reader): "
+        f"{import_time('import ctexplore; ctexplore.load_series'):.3f} s"
+    )
 
 
 if __name__ == "__main__":

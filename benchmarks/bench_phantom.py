@@ -35,8 +35,14 @@ def main() -> None:
         print(f"write_study() default sample, {len(written)} series with ground truth: {seconds:.2f} s")
 
         start = time.perf_counter()
-        options = dict(n_slices=args.slices, matrix=args.matrix, pixel_spacing=(0.45, 0.45), slice_spacing=0.625,
-                       gantry_tilt=args.tilt, shuffle=True)
+        options = dict(
+            n_slices=args.slices,
+            matrix=args.matrix,
+            pixel_spacing=(0.45, 0.45),
+            slice_spacing=0.625,
+            gantry_tilt=args.tilt,
+            shuffle=True,
+        )
         if args.realistic:
             options["image_formation"] = ImageFormation(supersample=2, slice_samples=1)
         else:

@@ -17,7 +17,6 @@ import subprocess
 import sys
 
 import numpy as np
-
 from _measure import MIB, in_subprocess, print_table, run_case
 
 SHAPE = (256, 512, 512)
@@ -64,9 +63,15 @@ def case_runner(case: str, volume):
 
         def resample_image(image):
             return sitk.Resample(
-                image, shape[::-1], sitk.Transform(), sitk.sitkLinear,
-                tuple(float(v) for v in affine[:3, 3]), (1.0, 1.0, 1.0), (1, 0, 0, 0, 1, 0, 0, 0, 1),
-                -1000.0, sitk.sitkFloat32,
+                image,
+                shape[::-1],
+                sitk.Transform(),
+                sitk.sitkLinear,
+                tuple(float(v) for v in affine[:3, 3]),
+                (1.0, 1.0, 1.0),
+                (1, 0, 0, 0, 1, 0, 0, 0, 1),
+                -1000.0,
+                sitk.sitkFloat32,
             )
 
         if "numpy" in case:  # numpy array in, numpy array out, like ctexplore
@@ -124,6 +129,7 @@ def main() -> None:
     check = subprocess.run([sys.executable, __file__, "--check"], capture_output=True, text=True, check=True)
     difference = json.loads(check.stdout)["max_abs_difference_vs_simpleitk"]
     print(f"max |ctexplore - SimpleITK| on the same grid: {difference:.4f} HU")
+
 
 if __name__ == "__main__":
     main()

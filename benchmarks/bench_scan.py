@@ -105,8 +105,8 @@ def main() -> None:
     for size in SWEEP:
         subset = linked_subset(source, size)
         warm(subset)
-        serial = median_seconds(lambda: ctexplore.scan(subset, workers=1))
-        pooled = median_seconds(lambda: ctexplore.scan(subset, workers=2))
+        serial = median_seconds(lambda subset=subset: ctexplore.scan(subset, workers=1))
+        pooled = median_seconds(lambda subset=subset: ctexplore.scan(subset, workers=2))
         print(f"{size:6d} {serial:12.3f} {pooled:12.3f} {'yes' if pooled < serial else 'no':>10s}")
 
 

@@ -12,7 +12,6 @@ Run: ``python benchmarks/bench_viewer.py``
 
 from __future__ import annotations
 
-import io
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ from synthetic_volumes import head_affine, paint_head  # noqa: E402
 
 from ctexplore.plotting import plot_hu_histogram  # noqa: E402
 from ctexplore.viewer import view  # noqa: E402
+
 # browser-side wheel/key timings: tests/test_viewer_browser.py drives the same JS in JupyterLab
 from ctexplore.volume import Volume  # noqa: E402
 
@@ -45,7 +45,7 @@ def build_volume() -> Volume:
     rng = np.random.default_rng(0)
     noise = rng.normal(0, 5, SHAPE[1:]).astype(np.int16)
     for start in range(0, SHAPE[0], 16):
-        hu[start:start + 16] += np.roll(noise, start, axis=0)
+        hu[start : start + 16] += np.roll(noise, start, axis=0)
     return Volume(hu, affine, meta={"series_description": "benchmark head"})
 
 
@@ -65,9 +65,11 @@ def bench_kernel_side(volume: Volume) -> None:
     start = time.perf_counter()
     png = viewer.static_png()
     static = time.perf_counter() - start
-    print(f"view() on {SHAPE}: {milliseconds(built)}; volume buffers {milliseconds(handed)}"
-          f" ({sum(b.nbytes for b in buffers) / 2**20:.0f} MiB, extra kernel copies: {copies});"
-          f" static PNG {milliseconds(static)} ({len(png) / 1024:.0f} KiB)")
+    print(
+        f"view() on {SHAPE}: {milliseconds(built)}; volume buffers {milliseconds(handed)}"
+        f" ({sum(b.nbytes for b in buffers) / 2**20:.0f} MiB, extra kernel copies: {copies});"
+        f" static PNG {milliseconds(static)} ({len(png) / 1024:.0f} KiB)"
+    )
 
 
 def bench_histogram(volume: Volume) -> None:
@@ -77,8 +79,7 @@ def bench_histogram(volume: Volume) -> None:
         fig = plot_hu_histogram(volume)
         times.append(time.perf_counter() - start)
         plt.close(fig)
-    print(f"plot_hu_histogram, median of 5:         {milliseconds(statistics.median(times))}"
-          "  target <= 400 ms")
+    print(f"plot_hu_histogram, median of 5:         {milliseconds(statistics.median(times))}  target <= 400 ms")
     start = time.perf_counter()
     fig = plot_hu_histogram(volume, exclude_outside=True)
     print(f"  with exclude_outside=True:            {milliseconds(time.perf_counter() - start)}")

@@ -36,8 +36,11 @@ def brain_noise_sd(hu: np.ndarray, patch: int = 5) -> float:
 def describe(name: str, hu: np.ndarray) -> dict[str, float]:
     brain = hu[(hu >= 0) & (hu <= 80)]
     wide = hu[(hu >= -20) & (hu <= 120)]
-    numbers = {"distinct 0..80 HU": len(np.unique(brain)), "distinct -20..120 HU": len(np.unique(wide)),
-               "noise SD (HU)": brain_noise_sd(hu)}
+    numbers = {
+        "distinct 0..80 HU": len(np.unique(brain)),
+        "distinct -20..120 HU": len(np.unique(wide)),
+        "noise SD (HU)": brain_noise_sd(hu),
+    }
     print(f"{name:28s} " + ", ".join(f"{k}: {v:.1f}" for k, v in numbers.items()))
     return numbers
 
@@ -81,7 +84,12 @@ def main() -> None:
             ax.set_yscale("log")
             ax.set_title(name, fontsize=10)
             ax.set_xlabel("HU")
-            for low, high, colour in ((-120, -60, "gold"), (0, 15, "tab:blue"), (20, 45, "tab:green"), (700, 1900, "tab:red")):
+            for low, high, colour in (
+                (-120, -60, "gold"),
+                (0, 15, "tab:blue"),
+                (20, 45, "tab:green"),
+                (700, 1900, "tab:red"),
+            ):
                 ax.axvspan(low, high, color=colour, alpha=0.15)
         np.atleast_1d(axes)[0].set_ylabel("fraction of voxels per HU (log)")
         fig.suptitle("HU histograms (bands: fat, CSF, brain, bone)", fontsize=11)

@@ -111,8 +111,9 @@ def _run_task(task: _Task) -> _TaskResult:
         except Exception as error:  # recorded, not swallowed: the manifest shows type and message
             status, reason = "failed", f"{type(error).__name__}: {error}"
     text = " | ".join(dict.fromkeys(str(w.message) for w in caught))
-    return _TaskResult(task.series.key, status, reason, time.perf_counter() - start, _peak_rss_bytes(),
-                       text, shape, spacing)
+    return _TaskResult(
+        task.series.key, status, reason, time.perf_counter() - start, _peak_rss_bytes(), text, shape, spacing
+    )
 
 
 def _output_geometry(output: Path) -> tuple[str, str]:
@@ -120,7 +121,9 @@ def _output_geometry(output: Path) -> tuple[str, str]:
     if output.name.endswith(".npz"):
         with zipfile.ZipFile(output) as archive, archive.open("hu.npy") as stream:
             version = np.lib.format.read_magic(stream)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape = read_header(stream)[0]
         with np.load(output, allow_pickle=False) as data:
             spacing = tuple(float(v) for v in data["spacing"])
@@ -130,7 +133,6 @@ def _output_geometry(output: Path) -> tuple[str, str]:
         image = nibabel.load(output)
         shape, spacing = image.shape, tuple(float(v) for v in image.header.get_zooms())
     return "x".join(str(n) for n in shape), "x".join(f"{v:.4g}" for v in spacing)
-
 
 
 @dataclass
@@ -156,11 +158,21 @@ class ManifestRow:
     labels: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, series: Series, status: str = "pending", reason: str = "", output: str = "") -> "ManifestRow":
-        return cls(series.patient_id, series.study_uid, series.uid, series.series_number,
-                   series.description, series.n_images, status, reason, output,
-                   kernel=series.first.convolution_kernel, slice_count=series.n_images,
-                   tilt_deg=round(series.tilt, 2))
+    def of(cls, series: Series, status: str = "pending", reason: str = "", output: str = "") -> ManifestRow:
+        return cls(
+            series.patient_id,
+            series.study_uid,
+            series.uid,
+            series.series_number,
+            series.description,
+            series.n_images,
+            status,
+            reason,
+            output,
+            kernel=series.first.convolution_kernel,
+            slice_count=series.n_images,
+            tilt_deg=round(series.tilt, 2),
+        )
 
 
 @dataclass
@@ -218,6 +230,7 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
 
 def _write_manifest(path: Path, rows: Sequence[ManifestRow], findings: Sequence[str] = ()) -> None:
     """The manifest; with labels, one column per finding (majority vote, empty when the study has no read)."""
+
     def cells(row: ManifestRow) -> list[Any]:
         values = [getattr(row, c) if getattr(row, c) is not None else "" for c in MANIFEST_COLUMNS]
         return values + [row.labels.get(f, "") for f in findings]

@@ -41,7 +41,9 @@ def _blocks(hu: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
     return cropped.reshape(counts[0], factors[0], counts[1], factors[1], counts[2], factors[2])
 
 
-def _block_index(shape: tuple[int, ...], factors: tuple[int, int, int], coarse_shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+def _block_index(
+    shape: tuple[int, ...], factors: tuple[int, int, int], coarse_shape: tuple[int, ...]
+) -> tuple[np.ndarray, ...]:
     """Open-mesh index mapping every full-resolution voxel to its block (the remainder to the last block)."""
     axes = [np.minimum(np.arange(n) // f, m - 1) for n, f, m in zip(shape, factors, coarse_shape)]
     return np.ix_(*axes)
@@ -287,7 +289,11 @@ def hyperdense_regions(
     voxel_labels = coarse_labels[coarse_index]
     sizes = np.bincount(voxel_labels, minlength=count + 1)
     voxel_ml = float(np.prod(volume.spacing)) / 1000.0
-    order = [lab for lab in np.argsort(-sizes, kind="stable") if lab != 0 and sizes[lab] > 0 and sizes[lab] * voxel_ml >= min_ml]
+    order = [
+        lab
+        for lab in np.argsort(-sizes, kind="stable")
+        if lab != 0 and sizes[lab] > 0 and sizes[lab] * voxel_ml >= min_ml
+    ]
     relabel = np.zeros(count + 1, np.int32)
     relabel[order] = np.arange(1, len(order) + 1)
     new_labels = relabel[voxel_labels]

@@ -63,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         "description:REGEX (case-insensitive), terms combined with '&'; preset cq500 = "
         "'axial & noncontrast & kernel:soft & thinnest'",
     )
-    run.add_argument("--labels", metavar="READS_CSV",
-                     help="CQ500 reads.csv: majority vote per finding as manifest columns (ICH, SDH, ...)")
+    run.add_argument(
+        "--labels",
+        metavar="READS_CSV",
+        help="CQ500 reads.csv: majority vote per finding as manifest columns (ICH, SDH, ...)",
+    )
     grid = run.add_mutually_exclusive_group()
     grid.add_argument(
         "--spacing",

@@ -19,9 +19,9 @@ import stat
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 __all__ = [
     "sample_study",
@@ -168,8 +168,9 @@ def sample_study(
     def write(patient_folder: Path) -> None:
         from .phantom import write_study
 
-        write_study(patient_folder / STUDY_FOLDER, patient_id=patient_id, seed=seed,
-                    truth_folder=patient_folder / TRUTH_FOLDER)
+        write_study(
+            patient_folder / STUDY_FOLDER, patient_id=patient_id, seed=seed, truth_folder=patient_folder / TRUTH_FOLDER
+        )
 
     patient_folder = _write_cached(root / patient_id, params, write, overwrite=overwrite)
     return patient_folder / STUDY_FOLDER
@@ -292,9 +293,7 @@ def _generator_fingerprint() -> dict[str, Any]:
     }
 
 
-def _write_cached(
-    target: Path, params: Mapping[str, Any], write: Callable[[Path], None], *, overwrite: bool
-) -> Path:
+def _write_cached(target: Path, params: Mapping[str, Any], write: Callable[[Path], None], *, overwrite: bool) -> Path:
     """Run ``write`` into a temporary sibling of ``target`` and rename it into place,
     unless ``target`` already holds what these parameters would write."""
     expected = {**params, **_generator_fingerprint()}
@@ -467,8 +466,14 @@ def fetch_cq500(
             if folder.is_dir():
                 logger.info("%s already unpacked: not downloading it again", folder)
             else:
-                archive = _download(cq500_url(name, base_url), downloads, f"{name}.zip",
-                                    hashes.get(name), progress=progress, timeout=timeout)
+                archive = _download(
+                    cq500_url(name, base_url),
+                    downloads,
+                    f"{name}.zip",
+                    hashes.get(name),
+                    progress=progress,
+                    timeout=timeout,
+                )
                 _unpack(archive, folder)
                 if not keep_zips:
                     archive.unlink()
@@ -479,8 +484,7 @@ def fetch_cq500(
     return folders
 
 
-def _download(url: str, folder: Path, fname: str, known_hash: str | None, *,
-              progress: bool, timeout: float) -> Path:
+def _download(url: str, folder: Path, fname: str, known_hash: str | None, *, progress: bool, timeout: float) -> Path:
     """Fetch ``url`` into ``folder/fname`` through pooch's cache and hash check."""
     import pooch
 
@@ -490,8 +494,7 @@ def _download(url: str, folder: Path, fname: str, known_hash: str | None, *,
     # pooch's own messages point at pooch.retrieve's arguments; ours name fetch_cq500's.
     pooch_logger.setLevel(logging.WARNING)
     try:
-        path = Path(pooch.retrieve(url, known_hash=known_hash, fname=fname, path=folder,
-                                   downloader=downloader))
+        path = Path(pooch.retrieve(url, known_hash=known_hash, fname=fname, path=folder, downloader=downloader))
     except ValueError as error:
         if "hash" not in str(error).lower():
             raise
@@ -504,8 +507,11 @@ def _download(url: str, folder: Path, fname: str, known_hash: str | None, *,
         pooch_logger.setLevel(pooch_level)
     if known_hash is None:
         digest = pooch.file_hash(str(path), alg="sha256")
-        _say(progress, f"sha256 of {fname}: {digest} -- pass "
-             f"known_hashes={{{fname.removesuffix('.zip')!r}: 'sha256:{digest}'}} to verify it next time")
+        _say(
+            progress,
+            f"sha256 of {fname}: {digest} -- pass "
+            f"known_hashes={{{fname.removesuffix('.zip')!r}: 'sha256:{digest}'}} to verify it next time",
+        )
     return path
 
 
@@ -533,8 +539,11 @@ class _ResumableDownloader:
             if not self._attempt(url, resume=True):
                 self._forget()
                 if not self._attempt(url, resume=False):
-                    raise DownloadError(f"{url} answered a request for the whole file with a part "
-                                        "of it; cannot download from this server.", url)
+                    raise DownloadError(
+                        f"{url} answered a request for the whole file with a part "
+                        "of it; cannot download from this server.",
+                        url,
+                    )
         # urllib's connection errors and timeouts are OSErrors; a cut-off body is an HTTPException
         except (OSError, http.client.HTTPException) as error:
             raise _offline_error(url, error, self.part) from None
@@ -604,7 +613,9 @@ class _ResumableDownloader:
             url = response.geturl()
             raise DownloadError(
                 f"{url} ended after {received} of {total} bytes. The part is kept in "
-                f"{self.part}: call again to resume.", url)
+                f"{self.part}: call again to resume.",
+                url,
+            )
 
     def _read_validator(self) -> str | None:
         try:
@@ -640,17 +651,24 @@ def _raise_for_status(response: Any, url: str) -> None:
     hint = " (no such file: check the patient number)" if response.status == 404 else ""
     raise DownloadError(
         f"{url} answered HTTP {response.status} {response.reason}{hint}. "
-        f"To use a mirror, set {CQ500_URL_ENV} or pass base_url=.", url)
+        f"To use a mirror, set {CQ500_URL_ENV} or pass base_url=.",
+        url,
+    )
 
 
 def _offline_error(url: str, error: Exception, part: Path) -> DownloadError:
-    kept = f" The partial download in {part} is kept: calling again resumes it." \
-        if part.exists() and part.stat().st_size else ""
+    kept = (
+        f" The partial download in {part} is kept: calling again resumes it."
+        if part.exists() and part.stat().st_size
+        else ""
+    )
     return DownloadError(
         f"Could not download {url}: {type(error).__name__}: {error}. This machine seems "
         f"offline, or the server is unreachable.{kept} Set {CQ500_URL_ENV} (or base_url=) "
         "to a reachable mirror, or download the zip yourself and unzip it so that the "
-        "patient folder holds 'Unknown Study/'.", url)
+        "patient folder holds 'Unknown Study/'.",
+        url,
+    )
 
 
 def _unpack(archive: Path, folder: Path) -> None:
@@ -663,8 +681,8 @@ def _unpack(archive: Path, folder: Path) -> None:
     except zipfile.BadZipFile as error:
         archive.unlink(missing_ok=True)
         raise DownloadError(
-            f"{archive} is not a readable zip ({error}); it was deleted: call again to "
-            "download it anew.", str(archive)) from None
+            f"{archive} is not a readable zip ({error}); it was deleted: call again to download it anew.", str(archive)
+        ) from None
 
 
 def safe_extract_zip(
@@ -725,10 +743,15 @@ def safe_extract_zip(
         if total > max_bytes:
             raise UnsafeArchiveError(
                 f"{archive}: entries claim {total} bytes unpacked, more than max_bytes={max_bytes}; "
-                "not unpacking it (zip bomb?). Raise max_bytes if the archive is trusted.")
+                "not unpacking it (zip bomb?). Raise max_bytes if the archive is trusted."
+            )
         tops = {parts[0] for _, parts in members}
-        strip = (strip_top_folder and len(tops) == 1 and STUDY_FOLDER not in tops
-                 and all(len(parts) > 1 or info.is_dir() for info, parts in members))
+        strip = (
+            strip_top_folder
+            and len(tops) == 1
+            and STUDY_FOLDER not in tops
+            and all(len(parts) > 1 or info.is_dir() for info, parts in members)
+        )
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
         try:
@@ -746,8 +769,10 @@ def safe_extract_zip(
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if target.exists():
-                    raise UnsafeArchiveError(f"{archive}: entry {info.filename!r} is in the archive "
-                                             "twice (or clashes with a folder); not unpacking it")
+                    raise UnsafeArchiveError(
+                        f"{archive}: entry {info.filename!r} is in the archive "
+                        "twice (or clashes with a folder); not unpacking it"
+                    )
                 with zf.open(info) as source, open(target, "xb") as out:
                     shutil.copyfileobj(source, out, 1 << 20)
             os.replace(staging, dest)
@@ -766,15 +791,17 @@ def _checked_parts(archive: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
         raise UnsafeArchiveError(f"{where} is an absolute path; not unpacking this archive")
     parts = tuple(part for part in normalised.split("/") if part not in ("", "."))
     if ".." in parts:
-        raise UnsafeArchiveError(f"{where} contains '..' and would land outside the destination; "
-                                 "not unpacking this archive")
+        raise UnsafeArchiveError(
+            f"{where} contains '..' and would land outside the destination; not unpacking this archive"
+        )
     if any(":" in part or "\x00" in part for part in parts):
-        raise UnsafeArchiveError(f"{where} has a ':' or NUL in a name (a drive or stream); "
-                                 "not unpacking this archive")
+        raise UnsafeArchiveError(f"{where} has a ':' or NUL in a name (a drive or stream); not unpacking this archive")
     mode = info.external_attr >> 16
     file_type = stat.S_IFMT(mode)
     if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
         kind = "a symbolic link" if file_type == stat.S_IFLNK else "not a regular file"
         raise UnsafeArchiveError(f"{where} is {kind}; not unpacking this archive")
     return parts
+
+
 from .labels import cq500_labels  # noqa: E402,F401  (CQ500 reads.csv; see ctexplore.labels)

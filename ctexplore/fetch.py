@@ -43,10 +43,22 @@ class HeadCTStudy:
 HEAD_CT_STUDIES = {
     study.name: study
     for study in (
-        HeadCTStudy("ge-hispeed-head", "dcm_qa_ct.txt", "In/GE/", _DCM_QA_CT, "BSD-2-Clause",
-                    "neurolabusc/dcm_qa_ct In/GE: patient head CT, GE HiSpeed Dual, from Aliza Medical Imaging"),
-        HeadCTStudy("philips-head-phantom", "dcm_qa_ct.txt", "In/Philips/", _DCM_QA_CT, "BSD-2-Clause",
-                    "neurolabusc/dcm_qa_ct In/Philips: head phantom, Philips Ingenuity, from Paul Morgan"),
+        HeadCTStudy(
+            "ge-hispeed-head",
+            "dcm_qa_ct.txt",
+            "In/GE/",
+            _DCM_QA_CT,
+            "BSD-2-Clause",
+            "neurolabusc/dcm_qa_ct In/GE: patient head CT, GE HiSpeed Dual, from Aliza Medical Imaging",
+        ),
+        HeadCTStudy(
+            "philips-head-phantom",
+            "dcm_qa_ct.txt",
+            "In/Philips/",
+            _DCM_QA_CT,
+            "BSD-2-Clause",
+            "neurolabusc/dcm_qa_ct In/Philips: head phantom, Philips Ingenuity, from Paul Morgan",
+        ),
     )
 }
 
@@ -120,7 +132,9 @@ def fetch_head_ct(
     if name not in HEAD_CT_STUDIES:
         raise ValueError(f"unknown study {name!r}; choose one of {sorted(HEAD_CT_STUDIES)}")
     study = HEAD_CT_STUDIES[name]
-    files = {path: digest for path, (digest, _) in read_registry(study.registry).items() if path.startswith(study.prefix)}
+    files = {
+        path: digest for path, (digest, _) in read_registry(study.registry).items() if path.startswith(study.prefix)
+    }
     root = (Path(dest) if dest is not None else default_cache_dir() / "head-ct") / name
     base = (base_url or os.environ.get(BASE_URL_ENV) or study.base_url).rstrip("/") + "/"
     fetcher = pooch.create(path=root, base_url=base, registry={p: f"sha256:{d}" for p, d in files.items()})

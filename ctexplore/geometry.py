@@ -9,7 +9,8 @@ of every output voxel centre), and nothing is ever moved in the patient.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -115,9 +116,7 @@ def _is_slice_parallel(matrix: np.ndarray) -> bool:
     those per output slice).
     """
     scale = np.abs(matrix).max()
-    return bool(
-        np.all(np.abs(matrix[[0, 0, 1, 2], [1, 2, 2, 1]]) <= 1e-9 * scale)
-    )
+    return bool(np.all(np.abs(matrix[[0, 0, 1, 2], [1, 2, 2, 1]]) <= 1e-9 * scale))
 
 
 def _lerp_rows(plane: np.ndarray, lower: np.ndarray, upper: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -129,9 +128,7 @@ def _lerp_rows(plane: np.ndarray, lower: np.ndarray, upper: np.ndarray, weight: 
     return first
 
 
-def _lerp_cols(
-    plane: np.ndarray, lower: np.ndarray, upper: np.ndarray, weight: np.ndarray, out: np.ndarray
-) -> None:
+def _lerp_cols(plane: np.ndarray, lower: np.ndarray, upper: np.ndarray, weight: np.ndarray, out: np.ndarray) -> None:
     np.take(plane, lower, axis=1, out=out)
     second = np.take(plane, upper, axis=1)
     np.subtract(second, out, out=second)
@@ -232,8 +229,14 @@ def _sample(
         # float32 spline coefficients: scipy's own prefilter would hold a float64 copy
         coefficients = ndimage.spline_filter(source, order, output=np.float32, mode="mirror")
     ndimage.affine_transform(
-        coefficients, matrix, offset, output_shape=out_shape, output=out,
-        order=order, mode="mirror" if order > 1 else "nearest", prefilter=False,
+        coefficients,
+        matrix,
+        offset,
+        output_shape=out_shape,
+        output=out,
+        order=order,
+        mode="mirror" if order > 1 else "nearest",
+        prefilter=False,
     )
     del coefficients
     outside = _outside_general(source.shape, matrix, offset, out_shape)
@@ -242,9 +245,7 @@ def _sample(
     return out, outside
 
 
-def _regrid(
-    volume: Volume, out_affine: np.ndarray, out_shape: tuple[int, int, int], order: int, fill: float
-) -> Volume:
+def _regrid(volume: Volume, out_affine: np.ndarray, out_shape: tuple[int, int, int], order: int, fill: float) -> Volume:
     """A Volume holding `volume` sampled on the given grid, padding carried along."""
     hu, outside = _sample(volume.hu, volume.affine, out_affine, out_shape, order, fill)
     padding = outside
@@ -492,9 +493,7 @@ def crop_to_head(volume: Volume, margin_mm: float = 5.0, *, threshold: float = -
     """
     mask = body_mask(volume, threshold)
     if not mask.any():
-        raise ValueError(
-            f"no voxel above {threshold} HU: nothing to crop to (is this a CT in Hounsfield units?)"
-        )
+        raise ValueError(f"no voxel above {threshold} HU: nothing to crop to (is this a CT in Hounsfield units?)")
     margins = np.ceil(margin_mm / np.asarray(affine_spacing(volume.affine)) - 1e-9).astype(int)
     box = []
     for axis in range(3):

@@ -371,7 +371,11 @@ def form_image(
     offsets = (np.arange(s) + 0.5) / s - 0.5
     # triangular profile of FWHM 1 spans [-1, 1]: samples at its quantile midpoints weigh equally
     quantiles = (np.arange(n) + 0.5) / n
-    along = np.where(quantiles < 0.5, np.sqrt(2 * quantiles) - 1, 1 - np.sqrt(2 * (1 - quantiles))) if n > 1 else np.zeros(1)
+    along = (
+        np.where(quantiles < 0.5, np.sqrt(2 * quantiles) - 1, 1 - np.sqrt(2 * (1 - quantiles)))
+        if n > 1
+        else np.zeros(1)
+    )
     subs = (
         offsets[:, None, None, None] * row_step
         + offsets[None, :, None, None] * col_step

@@ -91,9 +91,11 @@ def patient_split(names, labels: Labels, fractions=(0.7, 0.15, 0.15), stratify: 
     parts = ("train", "val", "test")
     out: dict[str, str] = {}
     for value in (0, 1):
-        group = sorted((n for n in names if labels.majority(n)[stratify] == value),
-                       key=lambda n: hashlib.sha1(n.encode()).hexdigest())
-        edges = [round(len(group) * sum(fractions[:i + 1])) for i in range(len(parts))]
+        group = sorted(
+            (n for n in names if labels.majority(n)[stratify] == value),
+            key=lambda n: hashlib.sha1(n.encode()).hexdigest(),
+        )
+        edges = [round(len(group) * sum(fractions[: i + 1])) for i in range(len(parts))]
         for index, name in enumerate(group):
             out[name] = parts[next(i for i, edge in enumerate(edges) if index < edge)]
     return out

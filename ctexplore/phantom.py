@@ -195,9 +195,7 @@ def phantom_hu(
     return hu.astype(np.float32).reshape(shape)
 
 
-def _box_overlaps(
-    low: np.ndarray, high: np.ndarray, centre: Sequence[float], semi_axes: Sequence[float]
-) -> bool:
+def _box_overlaps(low: np.ndarray, high: np.ndarray, centre: Sequence[float], semi_axes: Sequence[float]) -> bool:
     """Whether the bounding box of the points can meet the ellipsoid's bounding box."""
     centre, semi_axes = np.asarray(centre, dtype=np.float64), np.asarray(semi_axes, dtype=np.float64)
     return bool(np.all(low <= centre + semi_axes) and np.all(high >= centre - semi_axes))
@@ -310,7 +308,9 @@ class WrittenSeries:
 
     def lesion_volumes_ml(self) -> dict[str, float]:
         """Volume in mL of each lesion at the written grid: label voxel count x voxel volume."""
-        plane_step = abs(float(np.diff(self.slice_positions).mean())) if self.shape[0] > 1 else self.meta["slice_thickness"]
+        plane_step = (
+            abs(float(np.diff(self.slice_positions).mean())) if self.shape[0] > 1 else self.meta["slice_thickness"]
+        )
         voxel = float(self.pixel_spacing[0] * self.pixel_spacing[1]) * plane_step
         return lesion_volumes_ml(self.labels(), voxel)
 
@@ -327,12 +327,24 @@ class WrittenSeries:
         npz, report = stem.with_name(stem.name + "_labels.npz"), stem.with_name(stem.name + "_lesions.json")
         temporary = npz.with_name(f".{npz.name}.{uuid.uuid4().hex}.tmp")
         with open(temporary, "wb") as handle:
-            np.savez_compressed(handle, labels=self.labels(), affine=self.affine if self.affine is not None else np.eye(4),
-                                names=np.array(list(LABELS)))
+            np.savez_compressed(
+                handle,
+                labels=self.labels(),
+                affine=self.affine if self.affine is not None else np.eye(4),
+                names=np.array(list(LABELS)),
+            )
         os.replace(temporary, npz)
         temporary = report.with_name(f".{report.name}.{uuid.uuid4().hex}.tmp")
-        temporary.write_text(json.dumps({"series_uid": self.series_uid, "description": self.description,
-                                         "volumes_ml": self.lesion_volumes_ml()}, indent=2))
+        temporary.write_text(
+            json.dumps(
+                {
+                    "series_uid": self.series_uid,
+                    "description": self.description,
+                    "volumes_ml": self.lesion_volumes_ml(),
+                },
+                indent=2,
+            )
+        )
         os.replace(temporary, report)
         return npz, report
 
@@ -578,12 +590,12 @@ def write_series(
     )
     row_dir, col_dir = orientation[:3], orientation[3:]
     centre_offset = 0.5 * (rows - 1) * spacing[0] * col_dir + 0.5 * (cols - 1) * spacing[1] * row_dir
-    image_positions = np.array(
-        [[_ds_value(v) for v in np.array([0.0, 0.0, z]) - centre_offset] for z in centres_z]
-    )
+    image_positions = np.array([[_ds_value(v) for v in np.array([0.0, 0.0, z]) - centre_offset] for z in centres_z])
     normal = np.cross(row_dir, col_dir)
     planes_written = image_positions @ normal
-    affine = _affine(image_positions, spacing, orientation, fallback_step=np.array([0.0, 0.0, slice_spacing / cos_tilt]))
+    affine = _affine(
+        image_positions, spacing, orientation, fallback_step=np.array([0.0, 0.0, slice_spacing / cos_tilt])
+    )
 
     fov = float(fov_diameter) if fov_diameter is not None else 0.92 * min(rows * spacing[0], cols * spacing[1])
     markers = tuple(tuple(float(v) for v in m) for m in markers)
@@ -597,8 +609,16 @@ def write_series(
     study_uid = study_uid or _uid("study", patient_id, seed)
     frame_of_reference_uid = frame_of_reference_uid or _uid("frame", study_uid)
     series_uid = series_uid or _uid(
-        "series", study_uid, series_number, series_description, seed, rows, cols,
-        spacing.tolist(), tilt, image_positions.round(4).tolist(),
+        "series",
+        study_uid,
+        series_number,
+        series_description,
+        seed,
+        rows,
+        cols,
+        spacing.tolist(),
+        tilt,
+        image_positions.round(4).tolist(),
     )
     rng = np.random.default_rng([seed, 7])
     name_order = _permutation(rng, n_slices) if shuffle else np.arange(n_slices)
@@ -619,12 +639,20 @@ def write_series(
     thickness = float(_ds_value(slice_thickness if slice_thickness is not None else slice_spacing))
     for k in range(n_slices):
         if image_formation is not None:
-            hu = form_image(in_plane + image_positions[k], spacing[0] * col_dir, spacing[1] * row_dir,
-                            thickness * normal, image_formation)
+            hu = form_image(
+                in_plane + image_positions[k],
+                spacing[0] * col_dir,
+                spacing[1] * row_dir,
+                thickness * normal,
+                image_formation,
+            )
             if image_formation.noise_sd > 0:
-                hu += correlated_noise(hu.shape, image_formation.noise_sd,
-                                       image_formation.noise_correlation_mm / float(min(spacing)),
-                                       np.random.default_rng([seed, 11, k]))
+                hu += correlated_noise(
+                    hu.shape,
+                    image_formation.noise_sd,
+                    image_formation.noise_correlation_mm / float(min(spacing)),
+                    np.random.default_rng([seed, 11, k]),
+                )
         else:
             hu = phantom_hu(in_plane + image_positions[k], markers=markers, marker_radius=marker_radius)
         if noise > 0:
@@ -815,8 +843,12 @@ def write_localizer(
         rescale_slopes=np.ones(1),
         rescale_intercepts=np.zeros(1),
         description=series_description,
-        meta={"stored_range": (0, 4095), "patient_id": patient_id, "series_number": series_number,
-              "frame_of_reference_uid": frame_of_reference_uid},
+        meta={
+            "stored_range": (0, 4095),
+            "patient_id": patient_id,
+            "series_number": series_number,
+            "frame_of_reference_uid": frame_of_reference_uid,
+        },
     )
 
 
@@ -828,12 +860,34 @@ def default_study_series() -> list[dict[str, Any]]:
     """The series `write_study` writes by default: `write_series` keyword arguments each."""
     realistic = SAMPLE_IMAGE_FORMATION
     return [
-        dict(series_description="HEAD THIN 2.5mm", series_number=2, n_slices=72, slice_spacing=2.5,
-             matrix=96, file_prefix="THIN", image_formation=realistic),
-        dict(series_description="HEAD 5mm", series_number=3, n_slices=36, slice_spacing=5.0,
-             matrix=96, file_prefix="THICK", image_formation=realistic),
-        dict(series_description="HEAD TILT 20deg", series_number=4, n_slices=36, slice_spacing=5.0,
-             gantry_tilt=20.0, matrix=96, file_prefix="TILT", image_formation=realistic),
+        dict(
+            series_description="HEAD THIN 2.5mm",
+            series_number=2,
+            n_slices=72,
+            slice_spacing=2.5,
+            matrix=96,
+            file_prefix="THIN",
+            image_formation=realistic,
+        ),
+        dict(
+            series_description="HEAD 5mm",
+            series_number=3,
+            n_slices=36,
+            slice_spacing=5.0,
+            matrix=96,
+            file_prefix="THICK",
+            image_formation=realistic,
+        ),
+        dict(
+            series_description="HEAD TILT 20deg",
+            series_number=4,
+            n_slices=36,
+            slice_spacing=5.0,
+            gantry_tilt=20.0,
+            matrix=96,
+            file_prefix="TILT",
+            image_formation=realistic,
+        ),
     ]
 
 
@@ -846,8 +900,14 @@ def full_size_series() -> dict[str, Any]:
     >>> options["matrix"], options["slice_spacing"], options["n_slices"]
     (512, 0.625, 256)
     """
-    return dict(series_description="HEAD 0.625mm", n_slices=256, slice_spacing=0.625, matrix=512,
-                file_prefix="FULL", image_formation=ImageFormation(supersample=2, slice_samples=1))
+    return dict(
+        series_description="HEAD 0.625mm",
+        n_slices=256,
+        slice_spacing=0.625,
+        matrix=512,
+        file_prefix="FULL",
+        image_formation=ImageFormation(supersample=2, slice_samples=1),
+    )
 
 
 def write_study(
@@ -990,8 +1050,9 @@ def _fold_into_enhanced(classic: WrittenSeries, dest: Path, transfer_syntax: str
     ds.NumberOfFrames = len(slices)
     ds.ContentQualification = "PRODUCT"
     ds.AcquisitionDateTime = "20240101120000"
-    _set_image_pixel_module(ds, pixels.shape[1], pixels.shape[2], int(first.BitsStored),
-                            signed=bool(first.PixelRepresentation))
+    _set_image_pixel_module(
+        ds, pixels.shape[1], pixels.shape[2], int(first.BitsStored), signed=bool(first.PixelRepresentation)
+    )
     for keyword in ("PixelPaddingValue", "PixelPaddingRangeLimit"):
         if keyword in first:
             element = first[keyword]

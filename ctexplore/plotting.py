@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -74,10 +74,7 @@ _HISTOGRAM_CHUNK_VOXELS = 1 << 18
 def _tilt_note(volume: Volume) -> str:
     if not volume.is_tilted:
         return ""
-    return (
-        f"gantry tilt {volume.gantry_tilt:.1f}°: shown as acquired (sheared); "
-        "ctexplore.correct_tilt resamples it"
-    )
+    return f"gantry tilt {volume.gantry_tilt:.1f}°: shown as acquired (sheared); ctexplore.correct_tilt resamples it"
 
 
 def _show_plane(
@@ -128,9 +125,7 @@ def _choose_indices(
         chosen = [int(i) for i in indices]
         bad = [i for i in chosen if not 0 <= i < geometry.n_slices]
         if bad:
-            raise IndexError(
-                f"{geometry.plane} indices {bad} are outside 0..{geometry.n_slices - 1}"
-            )
+            raise IndexError(f"{geometry.plane} indices {bad} are outside 0..{geometry.n_slices - 1}")
         return chosen
     if positions is not None:
         step = abs(positions_mm[1] - positions_mm[0]) if len(positions_mm) > 1 else 0.0
@@ -140,8 +135,7 @@ def _choose_indices(
             if abs(positions_mm[nearest] - wanted) > step / 2 + 1e-6:
                 covered = f"{positions_mm.min():.1f} .. {positions_mm.max():.1f} mm"
                 raise ValueError(
-                    f"position {position_label(axis, wanted)} is outside the "
-                    f"{geometry.plane} planes ({covered})"
+                    f"position {position_label(axis, wanted)} is outside the {geometry.plane} planes ({covered})"
                 )
             chosen.append(nearest)
         return chosen
@@ -237,11 +231,16 @@ def plot_slice_grid(
     for ax, index in zip(axes.flat, chosen):
         mask_image = None if mask is None else slice_image(mask, geometry, index)
         _show_plane(
-            ax, slice_image(volume.hu, geometry, index), geometry, center, width,
-            mask_image, mask_opacity,
+            ax,
+            slice_image(volume.hu, geometry, index),
+            geometry,
+            center,
+            width,
+            mask_image,
+            mask_opacity,
         )
         ax.set_title(f"#{index}  {position_label(axis, positions_mm[index])}", fontsize=8)
-    for ax in axes.flat[len(chosen):]:
+    for ax in axes.flat[len(chosen) :]:
         ax.remove()
     _mark_edges(axes.flat[0], plane)
     description = volume.meta.get("series_description") or "volume"
@@ -294,25 +293,24 @@ def hu_histogram(
     flat_exclude = None if exclude is None else exclude.reshape(-1)
     integer = hu.dtype.kind in "iu" and hu.dtype.itemsize <= 2
     for start in range(0, flat.size, _HISTOGRAM_CHUNK_VOXELS):
-        chunk = flat[start:start + _HISTOGRAM_CHUNK_VOXELS]
+        chunk = flat[start : start + _HISTOGRAM_CHUNK_VOXELS]
         if flat_exclude is not None:
-            chunk = chunk[~flat_exclude[start:start + _HISTOGRAM_CHUNK_VOXELS]]
+            chunk = chunk[~flat_exclude[start : start + _HISTOGRAM_CHUNK_VOXELS]]
         if integer:
             # the difference wraps in 16 bits but is exact read as uint16 (high - low < 65536)
-            offsets = (chunk.astype(np.int16, copy=False) - np.int16(low)).view(np.uint16) \
-                if hu.dtype == np.int16 else chunk.astype(np.int32) - low
+            offsets = (
+                (chunk.astype(np.int16, copy=False) - np.int16(low)).view(np.uint16)
+                if hu.dtype == np.int16
+                else chunk.astype(np.int32) - low
+            )
             counts += np.bincount(offsets, minlength=n_bins)
         else:
-            counts += np.histogram(
-                chunk.astype(np.float32, copy=False), bins=n_bins, range=(low - 0.5, high + 0.5)
-            )[0]
+            counts += np.histogram(chunk.astype(np.float32, copy=False), bins=n_bins, range=(low - 0.5, high + 0.5))[0]
     edges = np.arange(low, high + 2, dtype=np.float64) - 0.5
     return edges, counts
 
 
-def _draw_bands(
-    ax: Axes, low: float, high: float, bands: Sequence[tuple[str, float, float, str]]
-) -> None:
+def _draw_bands(ax: Axes, low: float, high: float, bands: Sequence[tuple[str, float, float, str]]) -> None:
     """Tissue bands as faint spans plus a labelled ruler along the top of `ax`."""
     visible = sorted((band for band in bands if band[2] > low and band[1] < high), key=lambda b: b[1])
     lane_ends: list[float] = []
@@ -331,8 +329,14 @@ def _draw_bands(
         top = 1.0 - 0.075 * lane
         ax.axvspan(band_low, band_high, ymin=top - 0.06, ymax=top, color=colour, alpha=0.9, lw=0)
         ax.text(
-            centre, top - 0.03, name, transform=transform, ha="center", va="center",
-            fontsize=8, clip_on=True,
+            centre,
+            top - 0.03,
+            name,
+            transform=transform,
+            ha="center",
+            va="center",
+            fontsize=8,
+            clip_on=True,
         )
 
 
@@ -411,9 +415,7 @@ def plot_hu_histogram(
     if high <= low:
         low, high = data_low - 50, data_high + 50
     panels = 2 if detail is not None else 1
-    fig, axes = plt.subplots(
-        panels, 1, figsize=(9, 3.3 * panels), squeeze=False, layout="constrained"
-    )
+    fig, axes = plt.subplots(panels, 1, figsize=(9, 3.3 * panels), squeeze=False, layout="constrained")
     ranges = [(low, high)] + ([detail] if detail is not None else [])
     for ax, (panel_low, panel_high) in zip(axes[:, 0], ranges):
         first = int(np.clip(np.searchsorted(edges, panel_low) - 1, 0, len(counts) - 1))
@@ -421,8 +423,11 @@ def plot_hu_histogram(
         shown = counts[first:stop]
         # one polygon of steps: ax.stairs(fill=True) spends ~0.4 s on limits for 4000 bins
         ax.fill_between(
-            np.repeat(edges[first:stop + 1], 2)[1:-1], np.repeat(shown, 2),
-            color="#263238", alpha=0.85, lw=0,
+            np.repeat(edges[first : stop + 1], 2)[1:-1],
+            np.repeat(shown, 2),
+            color="#263238",
+            alpha=0.85,
+            lw=0,
         )
         ax.set_xlim(panel_low, panel_high)
         peak = max(int(shown.max()), 1)
@@ -487,9 +492,7 @@ def max_intensity_projection(
     geometry = plane_geometry(volume, check_plane(plane))
     start, stop = slab if slab is not None else (0, geometry.n_slices)
     if not 0 <= start < stop <= geometry.n_slices:
-        raise ValueError(
-            f"slab {slab} must satisfy 0 <= start < stop <= {geometry.n_slices} ({plane} planes)"
-        )
+        raise ValueError(f"slab {slab} must satisfy 0 <= start < stop <= {geometry.n_slices} ({plane} planes)")
     cut: list[object] = [slice(None)] * 3
     cut[geometry.slice_axis] = slice(start, stop)
     projection = volume.hu[tuple(cut)].max(axis=geometry.slice_axis, keepdims=True)
@@ -566,7 +569,8 @@ def plot_orthogonal(
     heights_mm = [volume.shape[g.vertical_axis] * g.pixel_height for g in geometries]
     scale = panel_height / max(heights_mm)
     fig, axes = plt.subplots(
-        1, 3,
+        1,
+        3,
         figsize=(sum(widths_mm) * scale + 0.6, panel_height + 0.8),
         width_ratios=widths_mm,
         layout="constrained",

@@ -83,8 +83,10 @@ def write_report(folder: str | os.PathLike[str]) -> Path:
             png = _brain_png(image, pictures / f"{number:04d}_{view}.png")
             cells.append(f'<img alt="{view}" src="data:image/png;base64,{base64.b64encode(png).decode()}">')
         title = html.escape(f"{row['patient_id']} s{row['series_number']} {row['series_description']}")
-        tiles.append(f'<figure>{"".join(cells)}<figcaption>{title}<br>{html.escape(row.get("output_shape", ""))} '
-                     f'@ {html.escape(row.get("output_spacing", ""))} mm</figcaption></figure>')
+        tiles.append(
+            f"<figure>{''.join(cells)}<figcaption>{title}<br>{html.escape(row.get('output_shape', ''))} "
+            f"@ {html.escape(row.get('output_spacing', ''))} mm</figcaption></figure>"
+        )
 
     def counts(column: str) -> str:
         items = Counter(row.get(column, "") for row in rows).most_common()
@@ -93,18 +95,20 @@ def write_report(folder: str | os.PathLike[str]) -> Path:
     status = Counter(row["status"] for row in rows)
     flag_rows = "".join(
         f"<tr><td>{html.escape(r['patient_id'])}</td><td>{html.escape(r['series_description'])}</td>"
-        f"<td>{html.escape('; '.join(_flags(r)))}</td></tr>" for r in flagged)
+        f"<td>{html.escape('; '.join(_flags(r)))}</td></tr>"
+        for r in flagged
+    )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>ctexplore report: {html.escape(folder.name)}</title>
 <style>body{{font-family:sans-serif;margin:1em}} figure{{display:inline-block;margin:4px}}
 img{{width:160px;image-rendering:pixelated}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px}}</style>
 </head><body>
 <h1>Data set report</h1>
-<p id="status">{status.get('ok', 0)} ok, {status.get('skipped', 0)} skipped, {status.get('failed', 0)} failed series</p>
+<p id="status">{status.get("ok", 0)} ok, {status.get("skipped", 0)} skipped, {status.get("failed", 0)} failed series</p>
 <h2>Chosen series (brain window W80 L40: mid-axial, mid-sagittal)</h2>
-<div id="mosaic">{''.join(tiles)}</div>
-<h2>Kernels</h2><table id="kernels"><tr><th>kernel</th><th>series</th></tr>{counts('kernel')}</table>
-<h2>Slice counts</h2><table id="slices"><tr><th>images</th><th>series</th></tr>{counts('slice_count')}</table>
+<div id="mosaic">{"".join(tiles)}</div>
+<h2>Kernels</h2><table id="kernels"><tr><th>kernel</th><th>series</th></tr>{counts("kernel")}</table>
+<h2>Slice counts</h2><table id="slices"><tr><th>images</th><th>series</th></tr>{counts("slice_count")}</table>
 <h2>Flags</h2><table id="flags"><tr><th>patient</th><th>series</th><th>flag</th></tr>{flag_rows}</table>
 </body></html>
 """

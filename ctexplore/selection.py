@@ -19,8 +19,16 @@ import numpy as np
 from .series import Series, SeriesIndex, scan
 
 __all__ = [
-    "Study", "KERNEL_CLASSES", "PRESETS", "find_studies", "kernel_class", "is_contrast", "parse_rule",
-    "ranked_candidates", "select_series", "series_label",
+    "Study",
+    "KERNEL_CLASSES",
+    "PRESETS",
+    "find_studies",
+    "kernel_class",
+    "is_contrast",
+    "parse_rule",
+    "ranked_candidates",
+    "select_series",
+    "series_label",
 ]
 
 
@@ -66,26 +74,48 @@ def find_studies(source: str | os.PathLike[str] | SeriesIndex) -> list[Study]:
 #: Matched case-insensitively against (0018,1210) *Convolution Kernel*;
 #: a name in none of them is ``unknown`` (and says so in the reason).
 KERNEL_CLASSES: dict[str, tuple[tuple[str, str], ...]] = {
-    "GE": (("STANDARD", "soft"), ("SOFT", "soft"), ("BRAIN", "soft"), ("DETAIL", "soft"),
-           ("BONEPLUS", "sharp"), ("BONE", "sharp"), ("LUNG", "sharp"), ("EDGE", "sharp"), ("CHEST", "sharp")),
+    "GE": (
+        ("STANDARD", "soft"),
+        ("SOFT", "soft"),
+        ("BRAIN", "soft"),
+        ("DETAIL", "soft"),
+        ("BONEPLUS", "sharp"),
+        ("BONE", "sharp"),
+        ("LUNG", "sharp"),
+        ("EDGE", "sharp"),
+        ("CHEST", "sharp"),
+    ),
     # Siemens: letter (H head, B body, J/Hr/Br Definition AS/Force) + number; <= 45 soft, >= 60 sharp
     "Siemens": ((r"[HBJQ]r?[1-4]\d[sfh]?", "soft"), (r"[HBJQ]r?[6-9]\d[sfhu]?", "sharp")),
-    "Philips": (("UA", "soft"), ("UB", "soft"), ("UC", "soft"), ("A", "soft"), ("B", "soft"), ("C", "soft"),
-                ("YA", "sharp"), ("YB", "sharp"), ("YC", "sharp"), ("D", "sharp"), ("E", "sharp"), ("L", "sharp")),
+    "Philips": (
+        ("UA", "soft"),
+        ("UB", "soft"),
+        ("UC", "soft"),
+        ("A", "soft"),
+        ("B", "soft"),
+        ("C", "soft"),
+        ("YA", "sharp"),
+        ("YB", "sharp"),
+        ("YC", "sharp"),
+        ("D", "sharp"),
+        ("E", "sharp"),
+        ("L", "sharp"),
+    ),
     # Toshiba/Canon: FC1x-FC2x head/body soft, FC3x and FC5x-FC8x bone/lung
     "Toshiba": ((r"FC[0-2]\d", "soft"), (r"FC(?:3|5|6|7|8)\d", "sharp")),
 }
 _KERNEL_PATTERNS = [
-    (re.compile(rf"(?:{name})", re.IGNORECASE), kind)
-    for table in KERNEL_CLASSES.values() for name, kind in table
+    (re.compile(rf"(?:{name})", re.IGNORECASE), kind) for table in KERNEL_CLASSES.values() for name, kind in table
 ]
 _CONTRAST_WORDS = re.compile(r"\bPOST\b|CONTRAST|\bC\+|\bCE\b|\bCECT\b|ARTERIAL|VENOUS|\bANGIO|\bCTA\b", re.IGNORECASE)
 _NONCONTRAST_WORDS = re.compile(r"PLAIN|NON[- ]?CON|WITHOUT|\bNC\b|\bC-|\bPRE\b", re.IGNORECASE)
 # CQ500 descriptions spell bone/lung reconstructions out when the kernel tag is absent or generic
 _SHARP_WORDS = re.compile(r"BONE|LUNG|SHARP|\bHR\b", re.IGNORECASE)
 
-_RULE_HELP = ("'thinnest', 'all', 'axial', 'noncontrast', 'kernel:soft', 'kernel:sharp', 'kernel:REGEX', "
-              "'slices:N', 'description:REGEX', 'cq500', combined with '&'")
+_RULE_HELP = (
+    "'thinnest', 'all', 'axial', 'noncontrast', 'kernel:soft', 'kernel:sharp', 'kernel:REGEX', "
+    "'slices:N', 'description:REGEX', 'cq500', combined with '&'"
+)
 #: Named presets: plain, soft kernel, thinnest axial (CQ500 users' "plain thin" choice).
 PRESETS = {"cq500": "axial & noncontrast & kernel:soft & thinnest"}
 

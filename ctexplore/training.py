@@ -133,7 +133,9 @@ class VolumeDataset:
         self.output_dir = Path(output_dir)
         manifest = self.output_dir / "manifest.csv"
         if not manifest.is_file():
-            raise FileNotFoundError(f"{manifest} not found: is {self.output_dir} a `ctexplore preprocess` output folder?")
+            raise FileNotFoundError(
+                f"{manifest} not found: is {self.output_dir} a `ctexplore preprocess` output folder?"
+            )
         with open(manifest, newline="", encoding="utf-8") as handle:
             rows = [row for row in csv.DictReader(handle) if row.get("output")]
         missing = [row["output"] for row in rows if not (self.output_dir / row["output"]).is_file()]

@@ -156,9 +156,7 @@ def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
     )
 
 
-def hu_at(
-    volume: Volume, plane: str, index: int, row: int, col: int
-) -> tuple[float | int, tuple[int, int, int]]:
+def hu_at(volume: Volume, plane: str, index: int, row: int, col: int) -> tuple[float | int, tuple[int, int, int]]:
     """HU value under displayed pixel (`row`, `col`) of plane `index`, and its array index.
 
     Examples
@@ -177,9 +175,7 @@ def hu_at(
     return volume.hu[voxel].item(), voxel
 
 
-def display_size(
-    geometry: PlaneGeometry, shape: tuple[int, int, int], longest_side: int = 512
-) -> tuple[int, int]:
+def display_size(geometry: PlaneGeometry, shape: tuple[int, int, int], longest_side: int = 512) -> tuple[int, int]:
     """``(width, height)`` in screen pixels that shows the plane with square millimetres.
 
     Examples
@@ -330,7 +326,8 @@ def display_volume(volume: Volume, limit: int = FULL_RESOLUTION_BYTES) -> tuple[
         affine[:3, :3] = affine[:3, :3] * np.asarray(steps, dtype=np.float64)
         names = ("slice", "row", "column")
         notes.append(
-            "every " + ", ".join(f"{_ordinal(s)} {n}" for s, n in zip(steps, names))
+            "every "
+            + ", ".join(f"{_ordinal(s)} {n}" for s, n in zip(steps, names))
             + f" shown (volume over {limit} bytes)"
         )
     shown = volume.with_hu(np.ascontiguousarray(hu), affine, padding=padding)
@@ -454,8 +451,14 @@ if anywidget is not None:
             super().__init__(
                 _meta=_viewer_meta(shown, (center, width, name), note),
                 _static_id=uuid.uuid4().hex,
-                crosshair=crosshair, plane=plane, layout=layout, center=center, width=width,
-                window_name=name, opacity=opacity, overlay_visible=[True] * len(self.overlays),
+                crosshair=crosshair,
+                plane=plane,
+                layout=layout,
+                center=center,
+                width=width,
+                window_name=name,
+                opacity=opacity,
+                overlay_visible=[True] * len(self.overlays),
             )
             self.on_msg(self._on_message)
             self._static_handle: Any = None
@@ -466,8 +469,14 @@ if anywidget is not None:
             geometry = plane_geometry(self.volume, self.plane)
             row, col = display_pixel(geometry, self.volume.shape, tuple(self.crosshair))
             return ViewerState(
-                self.plane, self.crosshair[geometry.slice_axis], self.center, self.width,
-                self.window_name, int(row), int(col), self.opacity,
+                self.plane,
+                self.crosshair[geometry.slice_axis],
+                self.center,
+                self.width,
+                self.window_name,
+                int(row),
+                int(col),
+                self.opacity,
             )
 
         def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
@@ -486,8 +495,11 @@ if anywidget is not None:
             for i, (name, array) in enumerate(self.overlays):
                 buffers.append(memoryview(np.ascontiguousarray(array, np.uint8)).cast("B"))
                 colour = _OVERLAY_COLOURS[i % len(_OVERLAY_COLOURS)]
-                colours = [[0, 0, 0], list(colour)] if array.dtype == bool or array.max() <= 1 else [
-                    [0, 0, 0], *[list(c) for c in _OVERLAY_COLOURS]]
+                colours = (
+                    [[0, 0, 0], list(colour)]
+                    if array.dtype == bool or array.max() <= 1
+                    else [[0, 0, 0], *[list(c) for c in _OVERLAY_COLOURS]]
+                )
                 overlays.append({"name": name, "colours": colours})
             return {"type": "volume", "padding": padding, "overlays": overlays}, buffers
 
@@ -535,9 +547,14 @@ if anywidget is not None:
 
         def save_html(self, path: str | os.PathLike[str], max_bytes: int = HTML_EXPORT_BYTES) -> Path:
             """Write one self-contained HTML file that browses this volume offline."""
-            return save_viewer_html(self.volume, path, overlays=dict(self.overlays) or None,
-                                    window=(self.center, self.width), max_bytes=max_bytes,
-                                    crosshair=tuple(self.crosshair))
+            return save_viewer_html(
+                self.volume,
+                path,
+                overlays=dict(self.overlays) or None,
+                window=(self.center, self.width),
+                max_bytes=max_bytes,
+                crosshair=tuple(self.crosshair),
+            )
 
 
 def save_viewer_html(
@@ -569,9 +586,17 @@ def save_viewer_html(
     meta["banner"] = "standalone copy: no Python behind it"
     point = list(crosshair) if crosshair is not None else [n // 2 for n in shown.shape]
     state = {
-        "_meta": meta, "_static_id": "standalone", "crosshair": point, "plane": "axial",
-        "layout": "three", "center": center, "width": width, "window_name": name,
-        "convention": "radiological", "opacity": 0.4, "overlay_visible": [True] * len(named),
+        "_meta": meta,
+        "_static_id": "standalone",
+        "crosshair": point,
+        "plane": "axial",
+        "layout": "three",
+        "center": center,
+        "width": width,
+        "window_name": name,
+        "convention": "radiological",
+        "opacity": 0.4,
+        "overlay_visible": [True] * len(named),
         "measurements": [],
     }
     blobs = [np.ascontiguousarray(shown.hu).tobytes()]
@@ -587,8 +612,11 @@ def save_viewer_html(
     script = script.replace("export function createViewer", "function createViewer")
     payload = json.dumps([base64.b64encode(b).decode("ascii") for b in blobs])
     html = _HTML_TEMPLATE.format(
-        css=(_STATIC_DIR / "viewer.css").read_text(), script=script,
-        state=json.dumps(state), message=json.dumps(message), payload=payload,
+        css=(_STATIC_DIR / "viewer.css").read_text(),
+        script=script,
+        state=json.dumps(state),
+        message=json.dumps(message),
+        payload=payload,
         title=f"ctexplore viewer: {volume.meta.get('series_description', 'CT')}",
     )
     target = Path(path)
@@ -696,6 +724,12 @@ def view(
     if anywidget is None:  # pragma: no cover
         raise ImportError("ctexplore.view needs anywidget: pip install anywidget")
     return CTViewer(
-        volume, overlays, plane=plane, window=window, index=index, layout=layout,
-        opacity=opacity, max_bytes=max_bytes,
+        volume,
+        overlays,
+        plane=plane,
+        window=window,
+        index=index,
+        layout=layout,
+        opacity=opacity,
+        max_bytes=max_bytes,
     )

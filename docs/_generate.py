@@ -38,8 +38,7 @@ GROUPS: list[tuple[str, str, str, tuple[str, ...]]] = [
     (
         "geometry",
         "Geometry",
-        "Tilt correction, resampling, cropping, masks and reorientation, each one interpolation "
-        "at most.",
+        "Tilt correction, resampling, cropping, masks and reorientation, each one interpolation at most.",
         ("correct_tilt", "resample", "crop_to_head", "body_mask", "reorient"),
     ),
     (
@@ -64,9 +63,16 @@ GROUPS: list[tuple[str, str, str, tuple[str, ...]]] = [
     (
         "datasets",
         "Data sets and the phantom",
-        "The built-in synthetic sample, the CQ500 fetcher, and the phantom writer that makes "
-        "known-truth DICOM.",
-        ("sample_study", "sample_dataset", "fetch_cq500", "fetch_head_ct", "write_series", "write_study", "ImageFormation"),
+        "The built-in synthetic sample, the CQ500 fetcher, and the phantom writer that makes known-truth DICOM.",
+        (
+            "sample_study",
+            "sample_dataset",
+            "fetch_cq500",
+            "fetch_head_ct",
+            "write_series",
+            "write_study",
+            "ImageFormation",
+        ),
     ),
     (
         "errors",
@@ -114,7 +120,10 @@ def _object_page(name: str) -> str:
     options = "   :members:\n" if directive == "autoclass" else ""
     if directive == "autodata":
         options = "   :annotation:\n"
-    return f"# ctexplore.{name}\n\n```{{eval-rst}}\n.. currentmodule:: ctexplore\n\n.. {directive}:: {name}\n{options}```\n"
+    return (
+        f"# ctexplore.{name}\n\n```{{eval-rst}}\n.. currentmodule:: ctexplore\n\n"
+        f".. {directive}:: {name}\n{options}```\n"
+    )
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -145,9 +154,7 @@ def write_api_pages(folder: Path) -> None:
         "# API reference\n\nEvery public name, importable as `ctexplore.NAME` "
         "(`import ctexplore as ct`), grouped in the order of the data flow: find the series, "
         "load it, turn it into display or model intensities, fix its geometry, look at it, "
-        "then run the same over a data set.\n\n```{toctree}\n:maxdepth: 2\n\n"
-        + "\n".join(group_entries)
-        + "\n```\n"
+        "then run the same over a data set.\n\n```{toctree}\n:maxdepth: 2\n\n" + "\n".join(group_entries) + "\n```\n"
     )
     _write_if_changed(folder / "index.md", index)
     for stale in folder.glob("*.md"):

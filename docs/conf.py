@@ -25,8 +25,9 @@ ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(DOCS))
 
-import ctexplore  # noqa: E402
 from _generate import write_api_pages, write_tutorial_pages  # noqa: E402
+
+import ctexplore  # noqa: E402
 
 project = "ctexplore"
 author = "ctexplore contributors"

@@ -74,7 +74,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # the realistic head (ctexplore.headmodel) with its lesions, partial volume and CT noise
         series = ctexplore.write_series(
-            Path(tmp) / "phantom", n_slices=36, matrix=256, slice_spacing=5.0,
+            Path(tmp) / "phantom",
+            n_slices=36,
+            matrix=256,
+            slice_spacing=5.0,
             image_formation=ImageFormation(supersample=2, slice_samples=3),
         )
         volume = ctexplore.load_series(series.folder)
@@ -87,9 +90,18 @@ def main() -> None:
     if not args.no_viewer:
         environment = dict(os.environ, CTEXPLORE_UPDATE_IMAGES="1")
         subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-             str(REPO / "tests" / "test_viewer_browser.py")],
-            cwd=REPO, env=environment, check=True,
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                str(REPO / "tests" / "test_viewer_browser.py"),
+            ],
+            cwd=REPO,
+            env=environment,
+            check=True,
         )
         written.append(IMAGES / "viewer.png")
     for path in written:

@@ -105,7 +105,7 @@ def write_index(out: Path, rows: list[tuple[Path, bool, float, str]]) -> Path:
     items = "\n".join(
         f'<li><a href="{html.escape(p.with_suffix(".html").name)}">{html.escape(p.stem)}</a>'
         f" &mdash; {html.escape(goal)}"
-        f' <small>({"ok" if ok else "<b>failed</b>"}, {seconds:.0f} s)</small></li>'
+        f" <small>({'ok' if ok else '<b>failed</b>'}, {seconds:.0f} s)</small></li>"
         for p, ok, seconds, goal in rows
     )
     page = (
@@ -121,10 +121,15 @@ def write_index(out: Path, rows: list[tuple[Path, bool, float, str]]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO / "tutorials-output",
-                        help="folder for executed notebooks and HTML (default: tutorials-output/)")
-    parser.add_argument("--only", nargs="+", metavar="NN",
-                        help="run only notebooks whose name starts with these (e.g. 03 04)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "tutorials-output",
+        help="folder for executed notebooks and HTML (default: tutorials-output/)",
+    )
+    parser.add_argument(
+        "--only", nargs="+", metavar="NN", help="run only notebooks whose name starts with these (e.g. 03 04)"
+    )
     args = parser.parse_args(argv)
 
     notebooks = find_notebooks(args.only)

@@ -29,21 +29,55 @@ def write_dataset(root: Path, *, broken: bool = True) -> BatchData:
     small = dict(matrix=48, pixel_spacing=(4.0, 4.0), file_prefix="CT")
     study = root / "CQ500-CT-1" / STUDY
     p1 = dict(patient_id="CQ500-CT-1", study_uid="1.2.826.0.1.3680043.8.498.1")
-    write_series(study / "CT THIN", n_slices=16, slice_spacing=2.5, series_number=2,
-                 series_description="CT THIN", seed=1, **p1, **small)
-    write_series(study / "CT 5mm", n_slices=8, slice_spacing=5.0, series_number=3,
-                 series_description="CT 5mm", seed=2, **p1, **small)
+    write_series(
+        study / "CT THIN",
+        n_slices=16,
+        slice_spacing=2.5,
+        series_number=2,
+        series_description="CT THIN",
+        seed=1,
+        **p1,
+        **small,
+    )
+    write_series(
+        study / "CT 5mm",
+        n_slices=8,
+        slice_spacing=5.0,
+        series_number=3,
+        series_description="CT 5mm",
+        seed=2,
+        **p1,
+        **small,
+    )
     write_localizer(study / "SCOUT", matrix=32, pixel_spacing=8.0, **p1)
     (study / "README.txt").write_text("exported by a scanner\n")
 
-    write_series(root / "CQ500-CT-2" / STUDY / "CT TILT", n_slices=12, slice_spacing=5.0, gantry_tilt=20.0,
-                 markers=[MARKER_MM], series_number=2, series_description="CT TILT", seed=3,
-                 patient_id="CQ500-CT-2", study_uid="1.2.826.0.1.3680043.8.498.2", **small)
+    write_series(
+        root / "CQ500-CT-2" / STUDY / "CT TILT",
+        n_slices=12,
+        slice_spacing=5.0,
+        gantry_tilt=20.0,
+        markers=[MARKER_MM],
+        series_number=2,
+        series_description="CT TILT",
+        seed=3,
+        patient_id="CQ500-CT-2",
+        study_uid="1.2.826.0.1.3680043.8.498.2",
+        **small,
+    )
     truncated = None
     if broken:
-        written = write_series(root / "CQ500-CT-3" / STUDY / "CT PLAIN", n_slices=8, slice_spacing=5.0,
-                               series_number=2, series_description="CT PLAIN", seed=4,
-                               patient_id="CQ500-CT-3", study_uid="1.2.826.0.1.3680043.8.498.3", **small)
+        written = write_series(
+            root / "CQ500-CT-3" / STUDY / "CT PLAIN",
+            n_slices=8,
+            slice_spacing=5.0,
+            series_number=2,
+            series_description="CT PLAIN",
+            seed=4,
+            patient_id="CQ500-CT-3",
+            study_uid="1.2.826.0.1.3680043.8.498.3",
+            **small,
+        )
         truncated = written.files[4]
         size = truncated.stat().st_size
         with open(truncated, "r+b") as handle:

@@ -11,8 +11,22 @@ from ctexplore.cli import main
 from ctexplore.labels import cq500_labels, patient_split
 from ctexplore.phantom import write_series
 
-FINDINGS = ("ICH", "IPH", "IVH", "SDH", "EDH", "SAH", "BleedLocation-Left", "BleedLocation-Right",
-            "ChronicBleed", "Fracture", "CalvarialFracture", "OtherFracture", "MassEffect", "MidlineShift")
+FINDINGS = (
+    "ICH",
+    "IPH",
+    "IVH",
+    "SDH",
+    "EDH",
+    "SAH",
+    "BleedLocation-Left",
+    "BleedLocation-Right",
+    "ChronicBleed",
+    "Fracture",
+    "CalvarialFracture",
+    "OtherFracture",
+    "MassEffect",
+    "MidlineShift",
+)
 
 # Hand-counted: study 0 ICH votes 1,1,0 -> majority 1 (agreement 2); SDH 0,0,1 -> 0.
 # Study 1: ICH 0,0,0 -> 0; SDH 1,1,1 -> 1 (agreement 3).
@@ -20,8 +34,10 @@ VOTES = {
     "CQ500-CT-0": {"ICH": (1, 1, 0), "SDH": (0, 0, 1)},
     "CQ500-CT-1": {"ICH": (0, 0, 0), "SDH": (1, 1, 1)},
 }
-EXPECTED_MAJORITY = {"CQ500-CT-0": {"ICH": "1", "SDH": "0", "IPH": "0"},
-                     "CQ500-CT-1": {"ICH": "0", "SDH": "1", "IPH": "0"}}
+EXPECTED_MAJORITY = {
+    "CQ500-CT-0": {"ICH": "1", "SDH": "0", "IPH": "0"},
+    "CQ500-CT-1": {"ICH": "0", "SDH": "1", "IPH": "0"},
+}
 
 
 def write_reads(path):
@@ -44,14 +60,46 @@ def cq500_tree(tmp_path_factory):
         patient = f"CQ500CT{n} CQ500CT{n}"
         study = root / f"CQ500-CT-{n}" / "Unknown Study"
         common = dict(matrix=32, patient_id=patient, study_uid=f"1.2.826.0.1.{n}")
-        write_series(study / "CT PLAIN THIN", n_slices=16, slice_spacing=1.0, series_number=2,
-                     series_description="CT PLAIN THIN", convolution_kernel="H30s", file_prefix="A", **common)
-        write_series(study / "CT BONE THIN", n_slices=16, slice_spacing=1.0, series_number=3,
-                     series_description="CT 0.625mm BONE", convolution_kernel="BONE", file_prefix="B", **common)
-        write_series(study / "CT POST CONTRAST", n_slices=20, slice_spacing=0.8, series_number=4,
-                     series_description="CT POST CONTRAST", convolution_kernel="STANDARD", file_prefix="C", **common)
-        write_series(study / "CT 5mm", n_slices=4, slice_spacing=5.0, series_number=5,
-                     series_description="CT 5mm", convolution_kernel="FC21", file_prefix="D", **common)
+        write_series(
+            study / "CT PLAIN THIN",
+            n_slices=16,
+            slice_spacing=1.0,
+            series_number=2,
+            series_description="CT PLAIN THIN",
+            convolution_kernel="H30s",
+            file_prefix="A",
+            **common,
+        )
+        write_series(
+            study / "CT BONE THIN",
+            n_slices=16,
+            slice_spacing=1.0,
+            series_number=3,
+            series_description="CT 0.625mm BONE",
+            convolution_kernel="BONE",
+            file_prefix="B",
+            **common,
+        )
+        write_series(
+            study / "CT POST CONTRAST",
+            n_slices=20,
+            slice_spacing=0.8,
+            series_number=4,
+            series_description="CT POST CONTRAST",
+            convolution_kernel="STANDARD",
+            file_prefix="C",
+            **common,
+        )
+        write_series(
+            study / "CT 5mm",
+            n_slices=4,
+            slice_spacing=5.0,
+            series_number=5,
+            series_description="CT 5mm",
+            convolution_kernel="FC21",
+            file_prefix="D",
+            **common,
+        )
     return root
 
 
@@ -78,8 +126,22 @@ def test_labels_reject_a_vote_that_is_not_0_or_1(tmp_path):
 def test_preprocess_cq500_rule_and_labels_fill_the_manifest(cq500_tree, tmp_path):
     out = tmp_path / "out"
     reads = write_reads(tmp_path / "reads.csv")
-    status = main(["preprocess", str(cq500_tree), str(out), "--rule", "cq500", "--labels", str(reads),
-                   "--spacing", "2", "--workers", "1", "--no-progress"])
+    status = main(
+        [
+            "preprocess",
+            str(cq500_tree),
+            str(out),
+            "--rule",
+            "cq500",
+            "--labels",
+            str(reads),
+            "--spacing",
+            "2",
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert status == 0
     with open(out / "manifest.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))

@@ -96,9 +96,7 @@ class LocalServer:
         self.httpd.requests = []
         self.httpd.cut_after = None
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/cq500"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def requests(self) -> list[dict]:
@@ -255,8 +253,7 @@ class TestFetchCq500:
         assert leftovers(dest) == []  # the malicious zip is not kept either
 
     def test_zip_with_symlink_is_refused(self, server, tmp_path):
-        data = make_zip(cq500_entries("CQ500CT7 CQ500CT7"),
-                        symlinks=("CQ500CT7 CQ500CT7/Unknown Study/link",))
+        data = make_zip(cq500_entries("CQ500CT7 CQ500CT7"), symlinks=("CQ500CT7 CQ500CT7/Unknown Study/link",))
         (server.root / "cq500").mkdir()
         (server.root / "cq500" / "CQ500-CT-7.zip").write_bytes(data)
 

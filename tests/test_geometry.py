@@ -100,9 +100,7 @@ class TestCorrectTilt:
         fixed = correct_tilt(vol)
         start = np.round(fixed.world_to_index(vol.index_to_world([0, 0, 0]))).astype(int)
         rows, cols = vol.shape[1:]
-        np.testing.assert_array_equal(
-            fixed.hu[0, start[1] : start[1] + rows, start[2] : start[2] + cols], vol.hu[0]
-        )
+        np.testing.assert_array_equal(fixed.hu[0, start[1] : start[1] + rows, start[2] : start[2] + cols], vol.hu[0])
 
     def test_air_outside_the_acquired_slab_and_marked(self):
         vol = linear_volume(axial_affine(tilt_deg=20.0), SHAPE)
@@ -224,7 +222,9 @@ class TestResample:
         assert out.padding is not None and out.padding.shape == out.shape
         # world y of the padding edge: rows 0..9 of 0.8 mm -> up to 0.4 mm past row 9
         edge_y = vol.index_to_world([0, 9.5, 0])[1]
-        row_y = out.index_to_world(np.stack([np.zeros(out.shape[1]), np.arange(out.shape[1]), np.zeros(out.shape[1])], -1))[:, 1]
+        row_y = out.index_to_world(
+            np.stack([np.zeros(out.shape[1]), np.arange(out.shape[1]), np.zeros(out.shape[1])], -1)
+        )[:, 1]
         np.testing.assert_array_equal(out.padding[0, :, 0], row_y < edge_y)
         # well inside the padding band the output is plain air
         assert np.all(out.hu[:, row_y < edge_y - 1.6, :] == -1000.0)
@@ -244,8 +244,11 @@ class TestResample:
         assert resample(vol, spacing=1.0).padding is None
 
     def test_slice_positions_follow_the_new_slices(self):
-        vol = Volume(np.zeros((8, 4, 4), np.int16), axial_affine(2.0, (1.0, 1.0), origin=(0, 0, 0)),
-                     meta={"slice_positions": [2.0 * k for k in range(8)]})
+        vol = Volume(
+            np.zeros((8, 4, 4), np.int16),
+            axial_affine(2.0, (1.0, 1.0), origin=(0, 0, 0)),
+            meta={"slice_positions": [2.0 * k for k in range(8)]},
+        )
         out = resample(vol, spacing=(4.0, 1.0, 1.0))
         assert out.meta["slice_positions"] == [1.0, 5.0, 9.0, 13.0]
 
@@ -335,8 +338,12 @@ class TestReorient:
         assert out.affine[2, 0] < 0 and out.affine[1, 1] < 0 and out.affine[0, 2] < 0
 
     def test_flipping_slices_reverses_files_and_positions(self):
-        vol = Volume(np.zeros((3, 2, 2), np.int16), axial_affine(), files=("a", "b", "c"),
-                     meta={"slice_positions": [0.0, 2.5, 5.0]})
+        vol = Volume(
+            np.zeros((3, 2, 2), np.int16),
+            axial_affine(),
+            files=("a", "b", "c"),
+            meta={"slice_positions": [0.0, 2.5, 5.0]},
+        )
         out = reorient(vol, "IPL")
         assert out.files == ("c", "b", "a")
         assert out.meta["slice_positions"] == [5.0, 2.5, 0.0]

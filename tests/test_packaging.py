@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,8 @@ def test_environment_yml_and_pyproject_name_the_same_packages_and_bounds():
 def test_import_ctexplore_loads_no_heavy_module():
     code = (
         "import sys, ctexplore; "
-        "heavy = [m for m in ('matplotlib', 'scipy', 'ipywidgets', 'pydicom', 'pylibjpeg', 'gdcm', 'nibabel') if m in sys.modules]; "
+        "heavy = [m for m in ('matplotlib', 'scipy', 'ipywidgets', 'pydicom', 'pylibjpeg', 'gdcm', 'nibabel') "
+        "if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

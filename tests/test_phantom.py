@@ -245,9 +245,7 @@ class TestStoredValues:
     def test_per_slice_rescale_is_written_in_spatial_order(self, tmp_path):
         slopes = [1.0, 0.5, 1.0, 2.0, 1.0, 0.5, 1.0, 1.0]
         intercepts = [-1024.0, -1000.0, 0.0, -1024.0, -512.0, -1024.0, -1024.0, 7.5]
-        written = write_series(
-            tmp_path, shuffle=True, rescale_slope=slopes, rescale_intercept=intercepts, **SMALL
-        )
+        written = write_series(tmp_path, shuffle=True, rescale_slope=slopes, rescale_intercept=intercepts, **SMALL)
         datasets = [pydicom.dcmread(f) for f in written.files]
         assert [float(ds.RescaleSlope) for ds in datasets] == slopes
         assert [float(ds.RescaleIntercept) for ds in datasets] == intercepts
@@ -262,8 +260,13 @@ class TestStoredValues:
 
     @pytest.mark.parametrize("signed", [False, True])
     def test_junk_above_the_high_bit_masks_back_to_the_clean_values(self, tmp_path, signed):
-        options = dict(bits_stored=12, signed=signed, padding_value=0 if not signed else -2000,
-                       rescale_intercept=-1024.0 if not signed else 0.0, **SMALL)
+        options = dict(
+            bits_stored=12,
+            signed=signed,
+            padding_value=0 if not signed else -2000,
+            rescale_intercept=-1024.0 if not signed else 0.0,
+            **SMALL,
+        )
         clean = write_series(tmp_path / "clean", **options)
         junk = write_series(tmp_path / "junk", junk_high_bits=True, **options)
         ds = pydicom.dcmread(junk.files[3])
@@ -275,15 +278,28 @@ class TestStoredValues:
         np.testing.assert_array_equal(ds.pixel_array, pydicom.dcmread(clean.files[3]).pixel_array)
 
     def test_values_are_clipped_to_bits_stored(self, tmp_path):
-        written = write_series(tmp_path, bits_stored=12, rescale_intercept=0.0, markers=[(0, 0, 0)],
-                               n_slices=1, matrix=64, pixel_spacing=(3.6, 3.6))
+        written = write_series(
+            tmp_path,
+            bits_stored=12,
+            rescale_intercept=0.0,
+            markers=[(0, 0, 0)],
+            n_slices=1,
+            matrix=64,
+            pixel_spacing=(3.6, 3.6),
+        )
         assert pydicom.dcmread(written.files[0]).pixel_array.max() == 2047
 
     @pytest.mark.parametrize("transfer_syntax", SUPPORTED_TRANSFER_SYNTAXES, ids=lambda ts: ts.name)
     @pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
     def test_every_transfer_syntax_round_trips_losslessly(self, tmp_path, transfer_syntax, signed):
-        options = dict(n_slices=2, matrix=48, pixel_spacing=(4.8, 4.8), noise=20.0, signed=signed,
-                       padding_value=-2000 if signed else 0)
+        options = dict(
+            n_slices=2,
+            matrix=48,
+            pixel_spacing=(4.8, 4.8),
+            noise=20.0,
+            signed=signed,
+            padding_value=-2000 if signed else 0,
+        )
         reference = write_series(tmp_path / "reference", **options)
         written = write_series(tmp_path / "encoded", transfer_syntax=transfer_syntax, **options)
         for encoded, plain in zip(written.files, reference.files):
@@ -324,8 +340,16 @@ class TestMarkers:
     @pytest.mark.parametrize("tilt", [0.0, 20.0])
     def test_marker_is_the_brightest_voxel_at_its_world_point(self, tmp_path, tilt):
         marker = np.array([17.3, -25.1, 8.6])
-        written = write_series(tmp_path, n_slices=20, matrix=64, pixel_spacing=(3.0, 3.0),
-                               slice_spacing=4.0, gantry_tilt=tilt, shuffle=True, markers=[marker])
+        written = write_series(
+            tmp_path,
+            n_slices=20,
+            matrix=64,
+            pixel_spacing=(3.0, 3.0),
+            slice_spacing=4.0,
+            gantry_tilt=tilt,
+            shuffle=True,
+            markers=[marker],
+        )
         hu = np.stack([read_hu(f) for f in written.files])
         brightest = np.unravel_index(np.argmax(hu), hu.shape)
         assert hu[brightest] >= 2000
@@ -383,7 +407,12 @@ class TestLocalizerAndStudy:
         write_study(tmp_path / "b", series=series, localizer=False, non_images=False)
         assert folder_bytes(tmp_path / "a") == folder_bytes(tmp_path / "b")
         assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
-            "S1_0001.dcm", "S1_0002.dcm", "S1_0003.dcm", "S2_0001.dcm", "S2_0002.dcm"]
+            "S1_0001.dcm",
+            "S1_0002.dcm",
+            "S1_0003.dcm",
+            "S2_0001.dcm",
+            "S2_0002.dcm",
+        ]
         assert first[0].series_uid != first[1].series_uid
 
 
@@ -395,11 +424,15 @@ class TestEnhancedSeries:
         ds = pydicom.dcmread(written.files[0])
         assert ds.SOPClassUID == ENHANCED_CT_IMAGE_STORAGE and ds.NumberOfFrames == 8
         shared = ds.SharedFunctionalGroupsSequence[0]
-        assert [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient] == list(classic.orientation)
+        assert [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient] == list(
+            classic.orientation
+        )
         assert [float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing] == [3.6, 3.6]
         assert float(shared.PixelValueTransformationSequence[0].RescaleIntercept) == -1024
-        positions = [[float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient]
-                     for f in ds.PerFrameFunctionalGroupsSequence]
+        positions = [
+            [float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient]
+            for f in ds.PerFrameFunctionalGroupsSequence
+        ]
         np.testing.assert_allclose(positions, classic.image_positions)
         expected = np.stack([pydicom.dcmread(f).pixel_array for f in classic.files])
         np.testing.assert_array_equal(ds.pixel_array, expected)
@@ -409,7 +442,9 @@ class TestEnhancedSeries:
         written = write_enhanced_series(tmp_path, n_slices=3, matrix=16, rescale_slope=[1.0, 0.5, 1.0])
         ds = pydicom.dcmread(written.files[0])
         assert "PixelValueTransformationSequence" not in ds.SharedFunctionalGroupsSequence[0]
-        slopes = [float(f.PixelValueTransformationSequence[0].RescaleSlope) for f in ds.PerFrameFunctionalGroupsSequence]
+        slopes = [
+            float(f.PixelValueTransformationSequence[0].RescaleSlope) for f in ds.PerFrameFunctionalGroupsSequence
+        ]
         assert slopes == [1.0, 0.5, 1.0]
 
 

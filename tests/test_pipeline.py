@@ -230,6 +230,7 @@ class TestWorkers:
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster:
             dask_summary = run(dataset, dask_out, dask_address=cluster.scheduler_address)
+
         def timeless(manifest):  # seconds taken differ between runs; everything else must not
             return {d: {k: v for k, v in row.items() if k != "seconds"} for d, row in manifest.items()}
 

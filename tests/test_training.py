@@ -20,8 +20,22 @@ def preprocessed(tmp_path_factory):
     for n, patient in enumerate(["P1", "P2"]):
         write_series(source / patient, n_slices=10, matrix=48, patient_id=patient, seed=n)
     out = tmp_path_factory.mktemp("out")
-    args = [sys.executable, "-m", "ctexplore", "preprocess", str(source), str(out),
-            "--spacing", "3", "--window", "brain", "subdural", "--no-compress", "--workers", "1"]
+    args = [
+        sys.executable,
+        "-m",
+        "ctexplore",
+        "preprocess",
+        str(source),
+        str(out),
+        "--spacing",
+        "3",
+        "--window",
+        "brain",
+        "subdural",
+        "--no-compress",
+        "--workers",
+        "1",
+    ]
     result = subprocess.run(args, capture_output=True, text=True)
     if result.returncode != 0:
         pytest.fail(f"preprocess failed: {result.stderr[-2000:]}")
@@ -68,15 +82,14 @@ def test_torch_dataloader_with_workers(preprocessed):
     batch = next(iter(loader))
     assert len(batch) == 2 and all(a.shape[0] == 2 for a, _ in batch)
     # same-shape items stack with the default collate
-    tensors = torch.utils.data.DataLoader(ct.VolumeDataset(preprocessed, transform=lambda a: a[:, :2, :8, :8]), batch_size=2)
+    tensors = torch.utils.data.DataLoader(
+        ct.VolumeDataset(preprocessed, transform=lambda a: a[:, :2, :8, :8]), batch_size=2
+    )
     images, records = next(iter(tensors))
     assert tuple(images.shape) == (2, 2, 2, 8, 8) and images.dtype == torch.float32
 
 
 def test_the_core_does_not_import_torch(preprocessed):
-    code = (
-        "import sys, ctexplore as ct; ds = ct.VolumeDataset(sys.argv[1]); ds[0]; "
-        "print('torch' in sys.modules)"
-    )
+    code = "import sys, ctexplore as ct; ds = ct.VolumeDataset(sys.argv[1]); ds[0]; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code, str(preprocessed)], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -81,9 +81,7 @@ class TestPlaneLayout:
         for plane, index_a in (("axial", k), ("coronal", r), ("sagittal", c)):
             a, b = plane_geometry(head, plane), plane_geometry(reversed_head, plane)
             index_b = index_a if plane != "axial" else a.n_slices - 1 - index_a
-            np.testing.assert_array_equal(
-                slice_image(head.hu, a, index_a), slice_image(reversed_head.hu, b, index_b)
-            )
+            np.testing.assert_array_equal(slice_image(head.hu, a, index_a), slice_image(reversed_head.hu, b, index_b))
 
     def test_sagittal_acquisition_is_mapped_by_its_affine(self, head):
         # store the same head with slices stepping along x: hu[col, slice, row]

@@ -105,10 +105,16 @@ def jupyter_lab(tmp_path: Path) -> Iterator[str]:
     )
     log = tmp_path / "jupyter.log"
     command = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
-        "--IdentityProvider.token=", "--ServerApp.password=",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
         "--ServerApp.disable_check_xsrf=True",
         f"--ServerApp.root_dir={root}",
         "--LabApp.expose_app_in_browser=True",
@@ -143,16 +149,18 @@ def chromium_path() -> Path:
     pytest.skip(reason)
 
 
-def test_viewer_slider_and_preset_update_image_and_readout_in_jupyterlab(
-    jupyter_lab: str, chromium_path: Path
-) -> None:
+def test_viewer_slider_and_preset_update_image_and_readout_in_jupyterlab(jupyter_lab: str, chromium_path: Path) -> None:
     playwright_api = pytest.importorskip("playwright.sync_api")
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(chromium_path),
             args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
                 "--disable-quic",
             ],
         )
