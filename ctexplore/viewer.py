@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .intensity import resolve_window
 from .planes import (
     PLANES,
     PlaneGeometry,
@@ -63,9 +64,8 @@ def display_range(center: float, width: float) -> tuple[float, float]:
     >>> display_range(40, 80)
     (0.0, 80.0)
     """
-    if not width > 0:
-        raise ValueError(f"window width must be positive, got {width}")
-    return float(center) - width / 2, float(center) + width / 2
+    center, width = resolve_window((center, width))
+    return center - width / 2, center + width / 2
 
 
 def render_slice(
