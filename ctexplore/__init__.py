@@ -61,6 +61,11 @@ _EXPORTS = {
     "write_report": "report",
     "fetch_head_ct": "fetch",
     "ImageFormation": "headmodel",
+    "EllipsoidHead": "headmodel",
+    "SliceGeometry": "phantom",
+    "Encoding": "phantom",
+    "ExportQuirks": "phantom",
+    "SeriesHeader": "phantom",
     "write_series": "phantom",
     "write_study": "phantom",
 }

@@ -17,11 +17,12 @@ import re
 import shutil
 import stat
 import sys
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from ._atomic import atomic_folder
 
 __all__ = [
     "sample_study",
@@ -234,41 +235,34 @@ def _dataset_patient_writer(index: int) -> Callable[[Path], None]:
     """How patient ``CQ500-CT-<index>`` of `sample_dataset` is written."""
 
     def write(patient_folder: Path) -> None:
-        from .phantom import write_series
+        from dataclasses import replace
+
+        from .phantom import SeriesHeader, SliceGeometry, write_series
 
         study = patient_folder / STUDY_FOLDER
         patient_id = f"CQ500-CT-{index}"
         study_uid = _derived_uid(f"sample_dataset/{patient_id}/study")
-        common = dict(patient_id=patient_id, study_uid=study_uid, matrix=96, file_prefix="CT")
+        identity = SeriesHeader(patient_id=patient_id, study_uid=study_uid, file_prefix="CT")
+        thin = SliceGeometry(n_slices=48, slice_spacing=2.5, matrix=96)
         tilt = 20.0 if index == 2 else 0.0
         write_series(
             study / "CT PLAIN THIN",
-            n_slices=48,
-            slice_spacing=2.5,
-            gantry_tilt=tilt,
-            series_description="CT PLAIN THIN",
-            series_number=2,
+            geometry=replace(thin, gantry_tilt=tilt),
+            header=replace(identity, series_description="CT PLAIN THIN", series_number=2),
             seed=10 * index,
-            **common,
         )
         write_series(
             study / "CT 5mm",
-            n_slices=24,
-            slice_spacing=5.0,
-            series_description="CT 5mm",
-            series_number=3,
+            geometry=SliceGeometry(n_slices=24, slice_spacing=5.0, matrix=96),
+            header=replace(identity, series_description="CT 5mm", series_number=3),
             seed=10 * index + 1,
-            **common,
         )
         if index == 1:
             write_series(
                 study / "CT BONE",
-                n_slices=48,
-                slice_spacing=2.5,
-                series_description="CT BONE",
-                series_number=4,
+                geometry=thin,
+                header=replace(identity, series_description="CT BONE", series_number=4),
                 seed=10 * index + 2,
-                **common,
             )
 
     return write
@@ -285,7 +279,9 @@ def _generator_fingerprint() -> dict[str, Any]:
 
     from . import dicomwriter, headmodel, phantom
 
-    source = b"".join(Path(module.__file__).read_bytes() for module in (phantom, headmodel, dicomwriter))
+    source = b"".join(
+        Path(module.__file__).read_bytes() for module in (phantom, headmodel, dicomwriter) if module.__file__
+    )
     return {
         "format": _SAMPLE_FORMAT,
         "phantom_sha256": hashlib.sha256(source).hexdigest(),
@@ -308,15 +304,10 @@ def _write_cached(target: Path, params: Mapping[str, Any], write: Callable[[Path
             )
         logger.info("%s was written by another ctexplore version: writing it again", target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
+    with atomic_folder(target, replace_existing=True) as staging:
         write(staging)
         # The marker goes in last: a folder that has it is complete.
         (staging / _MARKER).write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
-        _move_into_place(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return target
 
 
@@ -325,27 +316,6 @@ def _read_marker(folder: Path) -> dict[str, Any] | None:
         return json.loads((folder / _MARKER).read_text())
     except (OSError, ValueError):
         return None
-
-
-def _move_into_place(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``, replacing an older ``target`` if there is one."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.{os.getpid()}.old")
-        os.replace(target, old)
-    try:
-        os.replace(staging, target)
-    except OSError:
-        # Another process finished the same folder first: keep theirs.
-        if not target.is_dir():
-            raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------
-# CQ500
-# ---------------------------------------------------------------------------
 
 
 def cq500_name(patient: int | str) -> str:
@@ -753,8 +723,7 @@ def safe_extract_zip(
             and all(len(parts) > 1 or info.is_dir() for info, parts in members)
         )
         dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-        try:
+        with atomic_folder(dest) as staging:
             resolved_root = staging.resolve()
             for info, parts in members:
                 parts = parts[1:] if strip else parts
@@ -775,10 +744,6 @@ def safe_extract_zip(
                     )
                 with zf.open(info) as source, open(target, "xb") as out:
                     shutil.copyfileobj(source, out, 1 << 20)
-            os.replace(staging, dest)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging)
     return dest
 
 

@@ -298,6 +298,11 @@ def correct_tilt(volume: Volume, *, order: int = 1, fill: float = AIR_HU) -> Vol
     this step, so interpolation near the edge of the field of view blends with
     air, never with a padding value such as -2000 or -3024.
 
+    See Also
+    --------
+    resample : tilt correction and a new voxel size in one interpolation.
+    ctexplore.volume.affine_tilt : the tilt angle read from an affine.
+
     Examples
     --------
     >>> import numpy as np
@@ -376,6 +381,11 @@ def resample(
     does not average the voxels in between (the same as SimpleITK and
     ``scipy.ndimage.zoom``), so 0.45 mm -> 2 mm keeps aliasing.
 
+    See Also
+    --------
+    correct_tilt : tilt correction alone, keeping the in-plane grid.
+    crop_to_head : crop first, so fewer voxels are interpolated.
+
     Examples
     --------
     >>> import numpy as np
@@ -422,6 +432,11 @@ def body_mask(volume_or_hu: Any, threshold: float = -500.0, *, fill_holes: bool 
     ndarray of bool
         Same shape as the array. The scanner table or head holder stays out when
         it does not touch the body (face-connected, 6-neighbourhood).
+
+    See Also
+    --------
+    crop_to_head : crop a volume to this mask's bounding box.
+    ctexplore.brain.brain_mask : the brain inside the skull.
 
     Examples
     --------
@@ -480,6 +495,11 @@ def crop_to_head(volume: Volume, margin_mm: float = 5.0, *, threshold: float = -
     ValueError
         When no voxel is above `threshold`.
 
+    See Also
+    --------
+    body_mask : the mask whose bounding box is kept.
+    resample : change the voxel size after cropping.
+
     Examples
     --------
     >>> import numpy as np
@@ -503,7 +523,7 @@ def crop_to_head(volume: Volume, margin_mm: float = 5.0, *, threshold: float = -
         box.append(slice(start, stop))
     box_t = tuple(box)
     affine = volume.affine.copy()
-    affine[:3, 3] = volume.index_to_world([s.start for s in box_t])
+    affine[:3, 3] = volume.index_to_world(np.array([s.start for s in box_t]))
     meta = dict(volume.meta)
     positions = meta.pop("slice_positions", None)  # the reader stores an array, resample a list
     if positions is not None and len(positions) == volume.shape[0]:
@@ -544,6 +564,11 @@ def reorient(volume: Volume, axes: str = "SPL") -> Volume:
         slice axis changes, per-slice ``files`` and ``slice_positions`` no
         longer match the slices: ``slice_positions`` is dropped then.
 
+    See Also
+    --------
+    ctexplore.volume.patient_axes : which patient axis each array axis runs along.
+    nibabel.orientations.io_orientation : the same permutation search in nibabel.
+
     Examples
     --------
     >>> import numpy as np
@@ -577,8 +602,8 @@ def reorient(volume: Volume, axes: str = "SPL") -> Volume:
             affine[:3, 3] += (hu.shape[d] - 1) * affine[:3, d]
             affine[:3, d] = 0.0 - affine[:3, d]  # 0.0 - x gives +0.0, not -0.0, for zeros
     if flips:
-        hu = np.flip(hu, flips)
-        padding = None if padding is None else np.flip(padding, flips)
+        hu = np.flip(hu, tuple(flips))
+        padding = None if padding is None else np.flip(padding, tuple(flips))
     meta = dict(volume.meta)
     files = volume.files
     if best[0] != 0:

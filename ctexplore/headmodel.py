@@ -13,8 +13,12 @@ fracture) whose label masks are the ground truth.
 `head_labels` classifies points; `TISSUE_HU` maps labels to the noise-free
 values; `form_image` turns a slice grid into CT-like pixels (supersampled
 partial volume, slice-sensitivity averaging along the normal, correlated
-noise). Coordinates are patient LPS millimetres (x to the patient's left, y
-posterior, z towards the head) with the head centred at the origin.
+noise). `phantom_hu` is the older, simpler head (nested ellipsoids of a few
+exact values, optional marker beads) that exact-value tests sample at pixel
+centres. `ImageFormation` and `EllipsoidHead` say which head a series images
+and how; `ctexplore.phantom.write_series` writes either as DICOM.
+Coordinates are patient LPS millimetres (x to the patient's left, y posterior,
+z towards the head) with the head centred at the origin.
 
 References
 ----------
@@ -31,21 +35,26 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from .volume import AIR_HU
+
 __all__ = [
+    "HEAD_SEMI_AXES_MM",
     "LABELS",
     "LESIONS",
     "TISSUE_HU",
+    "EllipsoidHead",
     "ImageFormation",
     "correlated_noise",
     "form_image",
     "head_hu",
     "head_labels",
     "lesion_volumes_ml",
+    "phantom_hu",
 ]
 
 # label -> (name, noise-free HU). Sources: [2] for tissues, [3] for blood.
@@ -87,6 +96,7 @@ LESIONS: tuple[str, ...] = (
 )
 
 HEAD_SEMI_AXES_MM = (72.0, 92.0, 85.0)
+"""Semi-axes (x, y, z mm) of the head's outline, an ellipsoid centred at the patient origin."""
 _SKIN_MM = 2.0
 _FAT_MM = 2.5
 _TABLE_MM = 1.8
@@ -167,6 +177,25 @@ class ImageFormation:
             raise ValueError(f"unknown lesions {sorted(unknown)}; choose from {LESIONS}")
         if self.supersample < 1 or self.slice_samples < 1 or self.noise_sd < 0:
             raise ValueError("supersample and slice_samples must be >= 1 and noise_sd >= 0")
+
+    def image(
+        self,
+        centres: np.ndarray,
+        row_step: np.ndarray,
+        col_step: np.ndarray,
+        normal_step: np.ndarray,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """HU of one slice: `form_image`, plus correlated noise of `noise_sd` drawn from `rng` (None: noise-free).
+
+        Parameters are those of `form_image`; the noise correlation is converted
+        from mm to pixels of the smaller in-plane step.
+        """
+        hu = form_image(centres, row_step, col_step, normal_step, self)
+        if rng is not None and self.noise_sd > 0:
+            pixel_mm = float(min(np.linalg.norm(row_step), np.linalg.norm(col_step)))
+            hu += correlated_noise(hu.shape, self.noise_sd, self.noise_correlation_mm / pixel_mm, rng)
+        return hu
 
 
 def _ellipsoid(x, y, z, centre, semi_axes) -> np.ndarray:
@@ -410,3 +439,176 @@ def lesion_volumes_ml(labels: np.ndarray, voxel_volume_mm3: float) -> dict[str, 
     """
     counts = np.bincount(np.asarray(labels).ravel(), minlength=len(_TABLE))
     return {name: float(counts[LABELS[name]] * voxel_volume_mm3 / 1000.0) for name in LESIONS}
+
+
+# --- the simple head: a few exact values, for tests that compare voxel by voxel ------------
+
+MARKER_PEAK_HU = 3000.0
+MARKER_EDGE_HU = 2000.0
+_SIMPLE_SCALP_MM = 4.0
+_SIMPLE_SKULL_MM = 7.0
+_SIMPLE_CORTEX_MM = 3.0
+_SIMPLE_SCALP_HU = 40.0
+_SIMPLE_GREY_HU = 38.0
+_SIMPLE_WHITE_HU = 26.0
+_SIMPLE_CSF_HU = 5.0
+_SIMPLE_TABLE_HU = 1500.0  # dense outer and inner tables
+_SIMPLE_DIPLOE_HU = 1000.0  # spongy middle layer
+
+# (centre xyz mm, semi-axes xyz mm, HU), painted in this order over the layered head.
+# Right is -x in LPS, anterior is -y: the bleed is right frontal.
+_SIMPLE_INCLUSIONS: tuple[tuple[tuple[float, float, float], tuple[float, float, float], float], ...] = (
+    ((-11.0, 2.0, 18.0), (6.0, 26.0, 11.0), _SIMPLE_CSF_HU),  # right lateral ventricle
+    ((11.0, 2.0, 18.0), (6.0, 26.0, 11.0), _SIMPLE_CSF_HU),  # left lateral ventricle
+    ((-33.0, -66.0, -34.0), (11.0, 11.0, 11.0), 12.0),  # right eye
+    ((33.0, -66.0, -34.0), (11.0, 11.0, 11.0), 12.0),  # left eye
+    ((-30.0, -42.0, 32.0), (10.0, 13.0, 9.0), 70.0),  # right frontal haemorrhage
+    ((0.0, 22.0, 10.0), (2.5, 2.5, 2.5), 150.0),  # calcified pineal gland
+)
+
+
+def phantom_hu(
+    points: np.ndarray,
+    *,
+    markers: Iterable[Sequence[float]] = (),
+    marker_radius: float = 3.0,
+) -> np.ndarray:
+    """Hounsfield units of the simple analytic head phantom at patient points.
+
+    The head is an ellipsoid (`HEAD_SEMI_AXES_MM`: 72, 92, 85 mm along x, y, z)
+    centred at the origin of patient LPS coordinates, made of shells of constant
+    thickness measured along rays from the centre: scalp 40 HU (4 mm), skull
+    1000-1500 HU (7 mm: dense tables, lighter diploe), cortical grey matter 38 HU
+    (3 mm), and white matter 26 HU inside. Two CSF ventricles (5 HU), two eyes, a
+    calcified pineal gland (150 HU) and a right frontal haemorrhage (70 HU) sit
+    inside. Outside the head is air, -1000 HU. This is the noise-free truth.
+
+    Parameters
+    ----------
+    points : (..., 3) array-like
+        Patient LPS coordinates in millimetres.
+    markers : iterable of (x, y, z), optional
+        Centres of very dense beads (2000 HU at the rim rising to 3000 HU at the
+        centre), so that the brightest voxel of a sampled volume is the one
+        closest to the marker.
+    marker_radius : float, default 3.0
+        Radius of each bead in millimetres.
+
+    Returns
+    -------
+    hu : (...) float32 ndarray
+
+    See Also
+    --------
+    head_hu : the realistic head, with labels and lesions.
+    EllipsoidHead : how `ctexplore.phantom.write_series` images this head.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> phantom_hu(np.array([[0.0, 0.0, 200.0],  # above the head: air
+    ...                      [0.0, 0.0, 84.0],   # scalp at the vertex
+    ...                      [0.0, 0.0, 0.0],    # deep white matter
+    ...                      [-30.0, -42.0, 32.0]]))  # inside the bleed
+    array([-1000.,    40.,    26.,    70.], dtype=float32)
+
+    A marker bead is brightest at its centre:
+
+    >>> phantom_hu(np.array([[10.0, 0.0, 0.0], [11.5, 0.0, 0.0]]), markers=[(10, 0, 0)])
+    array([3000., 2750.], dtype=float32)
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape[-1:] != (3,):
+        raise ValueError(f"points must have shape (..., 3), got {points.shape}")
+    shape = points.shape[:-1]
+    x, y, z = (np.ascontiguousarray(points[..., axis]).ravel() for axis in range(3))
+    a, b, c = HEAD_SEMI_AXES_MM
+    normalised_radius = np.sqrt((x / a) ** 2 + (y / b) ** 2 + (z / c) ** 2)
+    distance = np.sqrt(x * x + y * y + z * z)
+    # Depth below the skin along the ray from the head centre: the surface point on that
+    # ray is p / normalised_radius, so depth = |p| (1 / r - 1); infinite at the centre.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = distance * (1.0 / normalised_radius - 1.0)
+    depth[normalised_radius == 0] = np.inf
+
+    scalp_end = _SIMPLE_SCALP_MM
+    skull_end = scalp_end + _SIMPLE_SKULL_MM
+    cortex_end = skull_end + _SIMPLE_CORTEX_MM
+    hu = np.full(x.shape, _SIMPLE_WHITE_HU)
+    hu[depth < cortex_end] = _SIMPLE_GREY_HU
+    skull = (depth >= scalp_end) & (depth < skull_end)
+    skull_fraction = (depth[skull] - scalp_end) / _SIMPLE_SKULL_MM
+    hu[skull] = _SIMPLE_TABLE_HU - (_SIMPLE_TABLE_HU - _SIMPLE_DIPLOE_HU) * np.sin(np.pi * skull_fraction)
+    hu[depth < scalp_end] = _SIMPLE_SCALP_HU
+    hu[normalised_radius > 1.0] = AIR_HU
+
+    if x.size:
+        low = np.array([x.min(), y.min(), z.min()])
+        high = np.array([x.max(), y.max(), z.max()])
+        for centre, semi_axes, value in _SIMPLE_INCLUSIONS:
+            if _box_overlaps(low, high, centre, semi_axes):
+                hu[_ellipsoid(x, y, z, centre, semi_axes)] = value
+        radius = float(marker_radius)
+        for marker in markers:
+            if not _box_overlaps(low, high, marker, (radius, radius, radius)):
+                continue
+            squared = (x - marker[0]) ** 2 + (y - marker[1]) ** 2 + (z - marker[2]) ** 2
+            bead = squared <= radius * radius
+            hu[bead] = MARKER_PEAK_HU - (MARKER_PEAK_HU - MARKER_EDGE_HU) * squared[bead] / (radius * radius)
+    return hu.astype(np.float32).reshape(shape)
+
+
+def _box_overlaps(low: np.ndarray, high: np.ndarray, centre: Sequence[float], semi_axes: Sequence[float]) -> bool:
+    """Whether the bounding box of the points can meet the ellipsoid's bounding box."""
+    middle, half = np.asarray(centre, dtype=np.float64), np.asarray(semi_axes, dtype=np.float64)
+    return bool(np.all(low <= middle + half) and np.all(high >= middle - half))
+
+
+@dataclass(frozen=True)
+class EllipsoidHead:
+    """Image the simple head of `phantom_hu` at pixel centres: exact values, optional white noise and beads.
+
+    Attributes
+    ----------
+    noise_sd : float, default 0.0
+        Standard deviation (HU) of uncorrelated Gaussian noise; 0: exact values.
+    markers : tuple of (x, y, z)
+        Dense beads placed at these LPS points (see `phantom_hu`).
+    marker_radius : float, optional
+        Bead radius in mm; `ctexplore.phantom.write_series` picks one large
+        enough that a slice and a few pixels always hit the bead.
+
+    See Also
+    --------
+    ImageFormation : the realistic head instead.
+
+    Examples
+    --------
+    >>> EllipsoidHead(markers=[[1, 2, 3]]).markers
+    ((1.0, 2.0, 3.0),)
+    """
+
+    noise_sd: float = 0.0
+    markers: tuple[tuple[float, float, float], ...] = ()
+    marker_radius: float | None = None
+
+    def __post_init__(self) -> None:
+        points = tuple((float(m[0]), float(m[1]), float(m[2])) for m in self.markers)
+        object.__setattr__(self, "markers", points)  # frozen: normalise lists to hashable tuples once
+        if self.noise_sd < 0:
+            raise ValueError(f"noise_sd must be >= 0, got {self.noise_sd}")
+
+    def image(
+        self,
+        centres: np.ndarray,
+        row_step: np.ndarray,
+        col_step: np.ndarray,
+        normal_step: np.ndarray,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """HU at the pixel `centres` (the steps are unused: no partial volume), plus noise from `rng` (None: none)."""
+        radius = 3.0 if self.marker_radius is None else self.marker_radius
+        hu = phantom_hu(centres, markers=self.markers, marker_radius=radius)
+        if rng is not None and self.noise_sd > 0:
+            hu = hu + rng.normal(0.0, self.noise_sd, hu.shape).astype(np.float32)
+        return hu

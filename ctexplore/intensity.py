@@ -236,6 +236,11 @@ def window_stack(
         Shape ``(len(windows), *hu.shape)``: channels first, as PyTorch expects.
         Use ``np.moveaxis(stack, 0, -1)`` for channels-last libraries.
 
+    See Also
+    --------
+    window : one window.
+    resolve_window : how each entry of `windows` is read.
+
     Examples
     --------
     >>> import numpy as np
@@ -287,6 +292,11 @@ def normalize(hu: Any, low: float = NORMALIZE_RANGE[0], high: float = NORMALIZE_
     needs no float64 copy of the volume (a float64 ``(hu - low) / (high - low)``
     on a 256 x 512 x 512 scan allocates 0.5 GiB per temporary).
 
+    See Also
+    --------
+    window : a display window rather than a fixed model range.
+    zero_center : the next step of the model-input recipe.
+
     Examples
     --------
     >>> import numpy as np
@@ -326,6 +336,11 @@ def zero_center(x: Any, mean: float | None, *, out: np.ndarray | None = None) ->
     blog pipelines do) shifts every scan by a different amount depending on how
     much air, bone or field of view it holds, so the same tissue no longer has
     the same value across scans: exactly the comparability that HU provide.
+
+    See Also
+    --------
+    dataset_mean : computes `mean` over a data set.
+    normalize : the step before.
 
     Examples
     --------
@@ -367,6 +382,10 @@ def dataset_mean(
         Voxel-weighted mean of ``normalize(hu, low, high)`` over every voxel of
         every scan (padding voxels hold air and count as air, as the network
         will see them). Pass it to :func:`zero_center`.
+
+    See Also
+    --------
+    zero_center : subtracts the mean this returns.
 
     Examples
     --------

@@ -102,6 +102,11 @@ def plane_geometry(volume: Volume, plane: str) -> PlaneGeometry:
     -------
     PlaneGeometry
 
+    See Also
+    --------
+    slice_image : the 2-D image of one plane, laid out by this geometry.
+    ctexplore.plotting.plot_slice_grid : pictures drawn with it.
+
     Examples
     --------
     5 mm axial slices of 0.5 mm pixels, slice index growing towards the head:
@@ -156,6 +161,11 @@ def slice_image(hu: np.ndarray, geometry: PlaneGeometry, index: int) -> np.ndarr
     (height, width) ndarray
         Row 0 is the top of the picture.
 
+    See Also
+    --------
+    plane_geometry : how the plane is laid out.
+    voxel_index : the array index under a displayed pixel.
+
     Examples
     --------
     >>> import numpy as np
@@ -184,6 +194,10 @@ def voxel_index(
     geometry: PlaneGeometry, shape: tuple[int, int, int], index: int, row: int, col: int
 ) -> tuple[int, int, int]:
     """Array index ``(slice, row, col)`` of displayed pixel (`row`, `col`) of plane `index`.
+
+    See Also
+    --------
+    display_pixel : the inverse mapping.
 
     Examples
     --------
@@ -231,6 +245,10 @@ def slice_positions(volume: Volume, geometry: PlaneGeometry) -> tuple[str | None
         normal itself.
     positions : (n_slices,) float64 ndarray
 
+    See Also
+    --------
+    ctexplore.volume.affine_normal : the normal the positions are measured along.
+
     Examples
     --------
     >>> import numpy as np
@@ -272,6 +290,10 @@ def window_setting(window: str | tuple[float, float]) -> tuple[float, float, str
     """``(center, width, label)`` of a preset name or a ``(center, width)`` pair in HU.
 
     The window is checked by `ctexplore.intensity.resolve_window`; this adds the label.
+
+    See Also
+    --------
+    ctexplore.intensity.resolve_window : the one window check behind this.
 
     Examples
     --------

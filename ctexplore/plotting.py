@@ -104,11 +104,13 @@ def _show_plane(
 
 def _mark_edges(ax: Axes, plane: str) -> None:
     left, right, top, bottom = _EDGE_LETTERS[plane]
-    style = dict(transform=ax.transAxes, color="#ffeb3b", fontsize=8, fontweight="bold")
-    ax.text(0.02, 0.5, left, ha="left", va="center", **style)
-    ax.text(0.98, 0.5, right, ha="right", va="center", **style)
-    ax.text(0.5, 0.98, top, ha="center", va="top", **style)
-    ax.text(0.5, 0.02, bottom, ha="center", va="bottom", **style)
+    for x, y, letter, ha, va in (
+        (0.02, 0.5, left, "left", "center"),
+        (0.98, 0.5, right, "right", "center"),
+        (0.5, 0.98, top, "center", "top"),
+        (0.5, 0.02, bottom, "center", "bottom"),
+    ):
+        ax.text(x, y, letter, ha=ha, va=va, transform=ax.transAxes, color="#ffeb3b", fontsize=8, fontweight="bold")
 
 
 def _choose_indices(
@@ -192,6 +194,11 @@ def plot_slice_grid(
     -------
     matplotlib.figure.Figure
 
+    See Also
+    --------
+    plot_orthogonal : three planes through one point.
+    ctexplore.view : the interactive viewer for the same volume.
+
     Examples
     --------
     >>> import numpy as np
@@ -270,6 +277,10 @@ def hu_histogram(
     edges : (n + 1,) float64 ndarray
         Bin edges, half-integers: bin ``i`` counts values ``round(edges[i] + 0.5)``.
     counts : (n,) int64 ndarray
+
+    See Also
+    --------
+    plot_hu_histogram : the same counts drawn with the tissue bands.
 
     Examples
     --------
@@ -383,6 +394,11 @@ def plot_hu_histogram(
     chunks (0.1-0.2 s for 256 x 512 x 512 voxels), never through
     ``plt.hist`` on a flattened float64 copy.
 
+    See Also
+    --------
+    hu_histogram : the counts without a figure.
+    ctexplore.intensity.WINDOWS : the window presets the bands relate to.
+
     Examples
     --------
     >>> import numpy as np
@@ -475,6 +491,10 @@ def max_intensity_projection(
         Same dtype as ``volume.hu``; display it with
         ``aspect=plane_geometry(volume, plane).aspect``.
 
+    See Also
+    --------
+    plot_orthogonal : slices rather than projections.
+
     Examples
     --------
     >>> import numpy as np
@@ -493,7 +513,7 @@ def max_intensity_projection(
     start, stop = slab if slab is not None else (0, geometry.n_slices)
     if not 0 <= start < stop <= geometry.n_slices:
         raise ValueError(f"slab {slab} must satisfy 0 <= start < stop <= {geometry.n_slices} ({plane} planes)")
-    cut: list[object] = [slice(None)] * 3
+    cut: list[slice] = [slice(None)] * 3
     cut[geometry.slice_axis] = slice(start, stop)
     projection = volume.hu[tuple(cut)].max(axis=geometry.slice_axis, keepdims=True)
     single = PlaneGeometry(**{**geometry.__dict__, "n_slices": 1})
@@ -532,6 +552,11 @@ def plot_orthogonal(
     Returns
     -------
     matplotlib.figure.Figure
+
+    See Also
+    --------
+    plot_slice_grid : many slices of one plane.
+    max_intensity_projection : a projection through a slab.
 
     Examples
     --------

@@ -72,6 +72,11 @@ GROUPS: list[tuple[str, str, str, tuple[str, ...]]] = [
             "write_series",
             "write_study",
             "ImageFormation",
+            "EllipsoidHead",
+            "SliceGeometry",
+            "Encoding",
+            "ExportQuirks",
+            "SeriesHeader",
         ),
     ),
     (

@@ -356,10 +356,10 @@ class TestReorient:
 
 class TestCropKeepsPerSliceMetadata:
     def test_crop_of_a_loaded_series_cuts_slice_positions_with_the_slices(self, tmp_path):
-        from ctexplore.phantom import write_series
+        from ctexplore.phantom import SliceGeometry, write_series
         from ctexplore.reader import load_series
 
-        write_series(tmp_path, n_slices=40, matrix=48, slice_spacing=5.0)
+        write_series(tmp_path, geometry=SliceGeometry(n_slices=40, matrix=48, slice_spacing=5.0))
         volume = load_series(tmp_path)  # the reader stores slice_positions as an array
         cropped = crop_to_head(volume)
         assert cropped.shape[0] < volume.shape[0]

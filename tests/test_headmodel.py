@@ -17,23 +17,23 @@ from ctexplore.headmodel import (
     correlated_noise,
     head_labels,
 )
-from ctexplore.phantom import write_series, write_study
+from ctexplore.phantom import SliceGeometry, write_series, write_study
 
 # 2 mm slices over the brain at 1.8 mm pixels: every lesion is hit by several voxels.
-GRID = {"n_slices": 48, "matrix": 128, "slice_spacing": 2.0}
+GRID = SliceGeometry(n_slices=48, matrix=128, slice_spacing=2.0)
 
 
 @pytest.fixture(scope="module")
 def noisy(tmp_path_factory):
     folder = tmp_path_factory.mktemp("noisy")
-    written = write_series(folder, **GRID, image_formation=ImageFormation(noise_sd=6.0))
+    written = write_series(folder, geometry=GRID, head=ImageFormation(noise_sd=6.0))
     return written, ct.load_series(folder)
 
 
 @pytest.fixture(scope="module")
 def exact(tmp_path_factory):
     folder = tmp_path_factory.mktemp("exact")
-    written = write_series(folder, **GRID, image_formation=ImageFormation(noise_sd=0.0))
+    written = write_series(folder, geometry=GRID, head=ImageFormation(noise_sd=0.0))
     return written, ct.load_series(folder)
 
 
@@ -88,7 +88,7 @@ class TestLesionTruth:
     def test_volumes_are_voxel_counts_times_voxel_volume(self, exact):
         written, _ = exact
         labels = written.labels()
-        voxel_mm3 = written.pixel_spacing.prod() * GRID["slice_spacing"]
+        voxel_mm3 = written.pixel_spacing.prod() * GRID.slice_spacing
         volumes = written.lesion_volumes_ml()
         for lesion in LESIONS:
             count = int((labels == LABELS[lesion]).sum())
@@ -125,7 +125,7 @@ class TestLesionTruth:
 
 
 def test_study_truth_is_saved_beside_the_dicom(tmp_path):
-    series = [{"n_slices": 12, "matrix": 48, "slice_spacing": 5.0, "image_formation": ImageFormation(noise_sd=0)}]
+    series = [dict(geometry=SliceGeometry(n_slices=12, matrix=48, slice_spacing=5.0), head=ImageFormation(noise_sd=0))]
     written = write_study(tmp_path / "study", series=series, truth_folder=tmp_path / "truth")
     npz = next((tmp_path / "truth").glob("*_labels.npz"))
     report = json.loads(next((tmp_path / "truth").glob("*_lesions.json")).read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from ctexplore.headmodel import ImageFormation
 from ctexplore.phantom import (
     CT_IMAGE_STORAGE,
     ENHANCED_CT_IMAGE_STORAGE,
@@ -21,6 +23,11 @@ from ctexplore.phantom import (
     NON_IMAGE_FILES,
     SECONDARY_CAPTURE_STORAGE,
     SUPPORTED_TRANSFER_SYNTAXES,
+    EllipsoidHead,
+    Encoding,
+    ExportQuirks,
+    SeriesHeader,
+    SliceGeometry,
     phantom_hu,
     write_enhanced_series,
     write_localizer,
@@ -28,7 +35,7 @@ from ctexplore.phantom import (
     write_study,
 )
 
-SMALL = dict(n_slices=8, matrix=64, pixel_spacing=(3.6, 3.6), slice_spacing=10.0)
+SMALL = SliceGeometry(n_slices=8, matrix=64, pixel_spacing=(3.6, 3.6), slice_spacing=10.0)
 
 
 def read_hu(path: Path) -> np.ndarray:
@@ -75,7 +82,7 @@ class TestPhantomHu:
 
 class TestWriteSeriesFiles:
     def test_writes_part10_ct_image_storage_files(self, tmp_path):
-        written = write_series(tmp_path / "ct", **SMALL)
+        written = write_series(tmp_path / "ct", geometry=SMALL)
         assert len(written.files) == 8 and all(f.parent == tmp_path / "ct" for f in written.files)
         for file in written.files:
             raw = file.read_bytes()
@@ -92,7 +99,7 @@ class TestWriteSeriesFiles:
         assert not list((tmp_path / "ct").glob(".*")), "temporary files left behind"
 
     def test_pixels_rescale_to_phantom_hu_at_pixel_centres(self, tmp_path):
-        written = write_series(tmp_path, **SMALL)
+        written = write_series(tmp_path, geometry=SMALL)
         hu = np.stack([read_hu(f) for f in written.files])
         inside = ~written.expected_padding()
         truth = phantom_hu(written.pixel_centres())
@@ -101,9 +108,9 @@ class TestWriteSeriesFiles:
         assert hu[inside].max() > 1000 and hu[inside].min() == -1000
 
     def test_noise_is_seeded_and_of_the_requested_size(self, tmp_path):
-        clean = write_series(tmp_path / "clean", **SMALL)
-        noisy = write_series(tmp_path / "noisy", noise=10.0, **SMALL)
-        again = write_series(tmp_path / "again", noise=10.0, **SMALL)
+        clean = write_series(tmp_path / "clean", geometry=SMALL)
+        noisy = write_series(tmp_path / "noisy", geometry=SMALL, head=EllipsoidHead(noise_sd=10.0))
+        again = write_series(tmp_path / "again", geometry=SMALL, head=EllipsoidHead(noise_sd=10.0))
         difference = np.stack([read_hu(a) - read_hu(b) for a, b in zip(noisy.files, clean.files)])
         inside = ~noisy.expected_padding()
         assert 9.0 < difference[inside].std() < 11.0
@@ -111,7 +118,11 @@ class TestWriteSeriesFiles:
         assert again.series_uid == noisy.series_uid
 
     def test_same_arguments_write_byte_identical_files(self, tmp_path):
-        options = dict(shuffle=True, noise=3.0, gantry_tilt=15.0, markers=[(0, 0, 0)], **SMALL)
+        options = dict(
+            geometry=replace(SMALL, gantry_tilt=15.0),
+            head=EllipsoidHead(noise_sd=3.0, markers=[(0, 0, 0)]),
+            quirks=ExportQuirks(shuffle=True),
+        )
         first = write_series(tmp_path / "a", **options)
         second = write_series(tmp_path / "b", **options)
         assert folder_bytes(tmp_path / "a") == folder_bytes(tmp_path / "b")
@@ -121,7 +132,7 @@ class TestWriteSeriesFiles:
         assert folder_bytes(tmp_path / "c") != folder_bytes(tmp_path / "a")
 
     def test_uids_are_valid_and_distinct(self, tmp_path):
-        written = write_series(tmp_path, **SMALL)
+        written = write_series(tmp_path, geometry=SMALL)
         datasets = [pydicom.dcmread(f) for f in written.files]
         sop_uids = {ds.SOPInstanceUID for ds in datasets}
         assert len(sop_uids) == len(datasets)
@@ -130,7 +141,7 @@ class TestWriteSeriesFiles:
         assert len({written.series_uid, written.study_uid, datasets[0].FrameOfReferenceUID}) == 3
 
     def test_shuffle_permutes_file_names_and_instance_numbers(self, tmp_path):
-        written = write_series(tmp_path, shuffle=True, **SMALL)
+        written = write_series(tmp_path, geometry=SMALL, quirks=ExportQuirks(shuffle=True))
         names = [f.name for f in written.files]
         instances = [int(pydicom.dcmread(f).InstanceNumber) for f in written.files]
         assert sorted(names) == [f"IM{i:04d}.dcm" for i in range(1, 9)]
@@ -140,14 +151,73 @@ class TestWriteSeriesFiles:
         assert np.argsort(names).tolist() != np.argsort(instances).tolist()
 
     def test_unshuffled_names_and_instance_numbers_follow_space(self, tmp_path):
-        written = write_series(tmp_path, **SMALL)
+        written = write_series(tmp_path, geometry=SMALL)
         assert [f.name for f in written.files] == [f"IM{i:04d}.dcm" for i in range(1, 9)]
         assert [int(pydicom.dcmread(f).InstanceNumber) for f in written.files] == list(range(1, 9))
 
 
+class TestOptionObjects:
+    """`write_series` takes small option objects; the flat keywords of earlier versions map onto their fields."""
+
+    def test_flat_keywords_write_the_same_bytes_as_option_objects(self, tmp_path):
+        flat = write_series(
+            tmp_path / "flat",
+            n_slices=4,
+            matrix=32,
+            gantry_tilt=12.0,
+            bits_stored=12,
+            rescale_intercept=0.0,
+            shuffle=True,
+            padding_value=-1000,
+            series_description="FLAT",
+            noise=4.0,
+            seed=3,
+        )
+        grouped = write_series(
+            tmp_path / "grouped",
+            geometry=SliceGeometry(n_slices=4, matrix=32, gantry_tilt=12.0),
+            encoding=Encoding(bits_stored=12, rescale_intercept=0.0),
+            quirks=ExportQuirks(shuffle=True, padding_value=-1000),
+            header=SeriesHeader(series_description="FLAT"),
+            head=EllipsoidHead(noise_sd=4.0),
+            seed=3,
+        )
+        assert folder_bytes(tmp_path / "flat") == folder_bytes(tmp_path / "grouped")
+        assert flat.series_uid == grouped.series_uid and flat.head == grouped.head
+
+    def test_a_flat_keyword_overrides_that_field_of_the_given_object(self, tmp_path):
+        written = write_series(tmp_path, geometry=SliceGeometry(n_slices=3, matrix=16), matrix=24)
+        assert written.shape == (3, 24, 24)
+
+    def test_unknown_keyword_is_refused_by_name(self, tmp_path):
+        with pytest.raises(TypeError, match="n_slice"):
+            write_series(tmp_path, n_slice=3)
+        assert not any(tmp_path.iterdir())
+
+    def test_the_head_is_given_once(self, tmp_path):
+        with pytest.raises(TypeError, match="head= or image_formation="):
+            write_series(tmp_path, head=EllipsoidHead(), image_formation=ImageFormation())
+        with pytest.raises(ValueError, match="simple head"):
+            write_series(tmp_path, head=ImageFormation(), noise=3.0)
+
+    def test_option_objects_check_their_values_when_made(self):
+        with pytest.raises(ValueError, match="bits_stored must be 8..16"):
+            Encoding(bits_stored=4)
+        with pytest.raises(ValueError, match="JPEG Baseline"):
+            Encoding(transfer_syntax=pydicom.uid.JPEGBaseline8Bit)
+        with pytest.raises(ValueError, match="noise_sd"):
+            EllipsoidHead(noise_sd=-1.0)
+
+    def test_study_defaults_apply_to_option_objects_that_leave_them_unset(self, tmp_path):
+        spec = dict(geometry=SliceGeometry(n_slices=4, matrix=16), header=SeriesHeader(series_description="X"))
+        (written,) = write_study(tmp_path, series=[spec], localizer=False, non_images=False)
+        names = [f.name for f in written.files]
+        assert sorted(names) == [f"S1_{i:04d}.dcm" for i in range(1, 5)] and names != sorted(names)
+
+
 class TestGeometry:
     def test_untilted_slices_stack_along_z_and_centre_on_the_head(self, tmp_path):
-        written = write_series(tmp_path, **SMALL)
+        written = write_series(tmp_path, geometry=SMALL)
         positions = np.array([[float(v) for v in pydicom.dcmread(f).ImagePositionPatient] for f in written.files])
         np.testing.assert_allclose(np.diff(positions, axis=0), [[0, 0, 10.0]] * 7, atol=1e-9)
         centre = written.affine @ [3.5, 31.5, 31.5, 1.0]
@@ -155,7 +225,7 @@ class TestGeometry:
 
     @pytest.mark.parametrize("tilt", [20.0, 24.0, -12.0])
     def test_tilted_orientation_and_positions_follow_the_convention(self, tmp_path, tilt):
-        written = write_series(tmp_path, gantry_tilt=tilt, **SMALL)
+        written = write_series(tmp_path, geometry=replace(SMALL, gantry_tilt=tilt))
         ds = pydicom.dcmread(written.files[0])
         t = np.radians(tilt)
         np.testing.assert_allclose(
@@ -174,14 +244,14 @@ class TestGeometry:
         np.testing.assert_allclose(written.affine[:3, 3], positions[0])
 
     def test_affine_maps_indices_to_the_written_pixel_centres(self, tmp_path):
-        written = write_series(tmp_path, gantry_tilt=24.0, **SMALL)
+        written = write_series(tmp_path, geometry=replace(SMALL, gantry_tilt=24.0))
         index = np.stack(np.meshgrid(*(np.arange(n) for n in written.shape), indexing="ij"), axis=-1)
         by_affine = index @ written.affine[:3, :3].T + written.affine[:3, 3]
         np.testing.assert_allclose(by_affine, written.pixel_centres(), atol=1e-9)
 
     def test_slice_positions_give_uneven_planes_and_no_affine(self, tmp_path):
         planes = [-20.0, -16.0, -12.0, -5.0, 2.0, 9.0]
-        written = write_series(tmp_path, matrix=32, slice_positions=planes, gantry_tilt=10.0)
+        written = write_series(tmp_path, geometry=SliceGeometry(matrix=32, slice_positions=planes, gantry_tilt=10.0))
         assert written.affine is None and written.shape[0] == 6
         np.testing.assert_allclose(written.slice_positions, planes, atol=1e-9)
         positions = np.array([[float(v) for v in pydicom.dcmread(f).ImagePositionPatient] for f in written.files])
@@ -189,22 +259,26 @@ class TestGeometry:
 
     def test_slice_positions_must_not_decrease(self, tmp_path):
         with pytest.raises(ValueError, match="non-decreasing"):
-            write_series(tmp_path, matrix=16, slice_positions=[0.0, 5.0, 2.0])
+            write_series(tmp_path, geometry=SliceGeometry(matrix=16, slice_positions=[0.0, 5.0, 2.0]))
 
     def test_spacing_tags_are_written_as_asked(self, tmp_path):
         written = write_series(
-            tmp_path, n_slices=3, matrix=16, slice_spacing=0.625, bogus_spacing_between_slices=21.893
+            tmp_path,
+            geometry=SliceGeometry(n_slices=3, matrix=16, slice_spacing=0.625),
+            quirks=ExportQuirks(bogus_spacing_between_slices=21.893),
         )
         ds = pydicom.dcmread(written.files[0])
         assert float(ds.SpacingBetweenSlices) == 21.893 and float(ds.SliceThickness) == 0.625
         assert "GantryDetectorTilt" in ds
-        no_tilt_tag = write_series(tmp_path / "b", n_slices=2, matrix=16, nominal_tilt_tag=False)
+        no_tilt_tag = write_series(
+            tmp_path / "b", geometry=SliceGeometry(n_slices=2, matrix=16), quirks=ExportQuirks(nominal_tilt_tag=False)
+        )
         assert "GantryDetectorTilt" not in pydicom.dcmread(no_tilt_tag.files[0])
 
 
 class TestStoredValues:
     def test_signed_padding_is_ss_minus_2000_outside_the_field_of_view(self, tmp_path):
-        written = write_series(tmp_path, **SMALL)
+        written = write_series(tmp_path, geometry=SMALL)
         ds = pydicom.dcmread(written.files[0])
         assert ds["PixelPaddingValue"].VR == "SS" and ds.PixelPaddingValue == -2000
         assert ds.PixelRepresentation == 1 and ds.pixel_array.dtype == np.int16
@@ -213,7 +287,9 @@ class TestStoredValues:
         assert (ds.pixel_array[outside] == -2000).all() and (ds.pixel_array[~outside] != -2000).all()
 
     def test_unsigned_padding_is_us(self, tmp_path):
-        written = write_series(tmp_path, signed=False, padding_value=0, **SMALL)
+        written = write_series(
+            tmp_path, geometry=SMALL, encoding=Encoding(signed=False), quirks=ExportQuirks(padding_value=0)
+        )
         ds = pydicom.dcmread(written.files[0])
         assert ds["PixelPaddingValue"].VR == "US" and ds.PixelPaddingValue == 0
         assert ds.PixelRepresentation == 0 and ds.pixel_array.dtype == np.uint16
@@ -221,22 +297,24 @@ class TestStoredValues:
 
     def test_unsigned_series_refuses_a_negative_padding_value(self, tmp_path):
         with pytest.raises(ValueError, match="padding_value=-2000 is outside the stored range"):
-            write_series(tmp_path, signed=False, **SMALL)
+            write_series(tmp_path, geometry=SMALL, encoding=Encoding(signed=False))
 
     def test_padding_vr_us_on_a_signed_image_holds_the_twos_complement(self, tmp_path):
-        written = write_series(tmp_path, padding_vr="US", **SMALL)
+        written = write_series(tmp_path, geometry=SMALL, quirks=ExportQuirks(padding_vr="US"))
         ds = pydicom.dcmread(written.files[0])
         assert ds["PixelPaddingValue"].VR == "US" and ds.PixelPaddingValue == 63536
         assert ds.pixel_array[0, 0] == -2000
 
     def test_without_padding_tag_outside_the_field_of_view_is_air(self, tmp_path):
-        written = write_series(tmp_path, padding_value=None, **SMALL)
+        written = write_series(tmp_path, geometry=SMALL, quirks=ExportQuirks(padding_value=None))
         ds = pydicom.dcmread(written.files[0])
         assert "PixelPaddingValue" not in ds and written.expected_padding() is None
         assert read_hu(written.files[0])[0, 0] == -1000
 
     def test_padding_range_limit_fills_every_value_of_the_range(self, tmp_path):
-        written = write_series(tmp_path, padding_value=-2000, padding_range_limit=-1990, **SMALL)
+        written = write_series(
+            tmp_path, geometry=SMALL, quirks=ExportQuirks(padding_value=-2000, padding_range_limit=-1990)
+        )
         ds = pydicom.dcmread(written.files[0])
         assert ds.PixelPaddingRangeLimit == -1990 and ds["PixelPaddingRangeLimit"].VR == "SS"
         padded = ds.pixel_array[written.expected_padding()[0]]
@@ -245,7 +323,12 @@ class TestStoredValues:
     def test_per_slice_rescale_is_written_in_spatial_order(self, tmp_path):
         slopes = [1.0, 0.5, 1.0, 2.0, 1.0, 0.5, 1.0, 1.0]
         intercepts = [-1024.0, -1000.0, 0.0, -1024.0, -512.0, -1024.0, -1024.0, 7.5]
-        written = write_series(tmp_path, shuffle=True, rescale_slope=slopes, rescale_intercept=intercepts, **SMALL)
+        written = write_series(
+            tmp_path,
+            geometry=SMALL,
+            encoding=Encoding(rescale_slope=slopes, rescale_intercept=intercepts),
+            quirks=ExportQuirks(shuffle=True),
+        )
         datasets = [pydicom.dcmread(f) for f in written.files]
         assert [float(ds.RescaleSlope) for ds in datasets] == slopes
         assert [float(ds.RescaleIntercept) for ds in datasets] == intercepts
@@ -256,19 +339,16 @@ class TestStoredValues:
 
     def test_rescale_needs_one_value_per_slice(self, tmp_path):
         with pytest.raises(ValueError, match="one per slice"):
-            write_series(tmp_path, rescale_slope=[1.0, 2.0], **SMALL)
+            write_series(tmp_path, geometry=SMALL, encoding=Encoding(rescale_slope=[1.0, 2.0]))
 
     @pytest.mark.parametrize("signed", [False, True])
     def test_junk_above_the_high_bit_masks_back_to_the_clean_values(self, tmp_path, signed):
-        options = dict(
-            bits_stored=12,
-            signed=signed,
-            padding_value=0 if not signed else -2000,
-            rescale_intercept=-1024.0 if not signed else 0.0,
-            **SMALL,
+        encoding = Encoding(bits_stored=12, signed=signed, rescale_intercept=-1024.0 if not signed else 0.0)
+        quirks = ExportQuirks(padding_value=0 if not signed else -2000)
+        clean = write_series(tmp_path / "clean", geometry=SMALL, encoding=encoding, quirks=quirks)
+        junk = write_series(
+            tmp_path / "junk", geometry=SMALL, encoding=encoding, quirks=replace(quirks, junk_high_bits=True)
         )
-        clean = write_series(tmp_path / "clean", **options)
-        junk = write_series(tmp_path / "junk", junk_high_bits=True, **options)
         ds = pydicom.dcmread(junk.files[3])
         assert (ds.BitsStored, ds.HighBit) == (12, 11)
         raw = np.frombuffer(ds.PixelData, "<u2")
@@ -280,12 +360,9 @@ class TestStoredValues:
     def test_values_are_clipped_to_bits_stored(self, tmp_path):
         written = write_series(
             tmp_path,
-            bits_stored=12,
-            rescale_intercept=0.0,
-            markers=[(0, 0, 0)],
-            n_slices=1,
-            matrix=64,
-            pixel_spacing=(3.6, 3.6),
+            geometry=SliceGeometry(n_slices=1, matrix=64, pixel_spacing=(3.6, 3.6)),
+            head=EllipsoidHead(markers=[(0, 0, 0)]),
+            encoding=Encoding(bits_stored=12, rescale_intercept=0.0),
         )
         assert pydicom.dcmread(written.files[0]).pixel_array.max() == 2047
 
@@ -309,21 +386,31 @@ class TestStoredValues:
             np.testing.assert_array_equal(ds.pixel_array, pydicom.dcmread(plain).pixel_array)
 
     def test_big_endian_pixel_bytes_are_swapped(self, tmp_path):
-        written = write_series(tmp_path, n_slices=1, matrix=16, transfer_syntax=ExplicitVRBigEndian)
+        written = write_series(
+            tmp_path,
+            geometry=SliceGeometry(n_slices=1, matrix=16),
+            encoding=Encoding(transfer_syntax=ExplicitVRBigEndian),
+        )
         ds = pydicom.dcmread(written.files[0])
         assert np.frombuffer(ds.PixelData, ">i2")[0] == -2000
 
     def test_deflated_file_is_smaller_than_explicit(self, tmp_path):
-        plain = write_series(tmp_path / "a", n_slices=1, matrix=64)
-        deflated = write_series(tmp_path / "b", n_slices=1, matrix=64, transfer_syntax=DeflatedExplicitVRLittleEndian)
+        plain = write_series(tmp_path / "a", geometry=SliceGeometry(n_slices=1, matrix=64))
+        deflated = write_series(
+            tmp_path / "b",
+            geometry=SliceGeometry(n_slices=1, matrix=64),
+            encoding=Encoding(transfer_syntax=DeflatedExplicitVRLittleEndian),
+        )
         assert deflated.files[0].stat().st_size < plain.files[0].stat().st_size / 2
 
     def test_unsupported_transfer_syntax_is_refused_by_name(self, tmp_path):
         with pytest.raises(ValueError, match="JPEG Baseline"):
-            write_series(tmp_path, transfer_syntax=pydicom.uid.JPEGBaseline8Bit, **SMALL)
+            write_series(tmp_path, geometry=SMALL, encoding=Encoding(transfer_syntax=pydicom.uid.JPEGBaseline8Bit))
 
     def test_old_archive_files_have_no_preamble_and_need_force(self, tmp_path):
-        written = write_series(tmp_path, file_meta=False, transfer_syntax=ImplicitVRLittleEndian, **SMALL)
+        written = write_series(
+            tmp_path, geometry=SMALL, encoding=Encoding(file_meta=False, transfer_syntax=ImplicitVRLittleEndian)
+        )
         raw = written.files[0].read_bytes()
         assert raw[128:132] != b"DICM" and raw[:4] == b"\x08\x00\x05\x00"  # starts at (0008,0005)
         with pytest.raises(pydicom.errors.InvalidDicomError):
@@ -333,7 +420,7 @@ class TestStoredValues:
 
     def test_old_archive_files_must_be_implicit_vr(self, tmp_path):
         with pytest.raises(ValueError, match="ImplicitVRLittleEndian"):
-            write_series(tmp_path, file_meta=False, **SMALL)
+            write_series(tmp_path, geometry=SMALL, encoding=Encoding(file_meta=False))
 
 
 class TestMarkers:
@@ -342,13 +429,11 @@ class TestMarkers:
         marker = np.array([17.3, -25.1, 8.6])
         written = write_series(
             tmp_path,
-            n_slices=20,
-            matrix=64,
-            pixel_spacing=(3.0, 3.0),
-            slice_spacing=4.0,
-            gantry_tilt=tilt,
-            shuffle=True,
-            markers=[marker],
+            geometry=SliceGeometry(
+                n_slices=20, matrix=64, pixel_spacing=(3.0, 3.0), slice_spacing=4.0, gantry_tilt=tilt
+            ),
+            head=EllipsoidHead(markers=[marker]),
+            quirks=ExportQuirks(shuffle=True),
         )
         hu = np.stack([read_hu(f) for f in written.files])
         brightest = np.unravel_index(np.argmax(hu), hu.shape)
@@ -402,7 +487,13 @@ class TestLocalizerAndStudy:
         assert directory.file_meta.MediaStorageSOPClassUID == MEDIA_STORAGE_DIRECTORY_STORAGE
 
     def test_study_is_deterministic_and_accepts_custom_series(self, tmp_path):
-        series = [dict(n_slices=3, matrix=16), dict(n_slices=2, matrix=16, series_number=9, series_description="B")]
+        series = [
+            dict(geometry=SliceGeometry(n_slices=3, matrix=16)),
+            dict(
+                geometry=SliceGeometry(n_slices=2, matrix=16),
+                header=SeriesHeader(series_number=9, series_description="B"),
+            ),
+        ]
         first = write_study(tmp_path / "a", series=series, localizer=False, non_images=False)
         write_study(tmp_path / "b", series=series, localizer=False, non_images=False)
         assert folder_bytes(tmp_path / "a") == folder_bytes(tmp_path / "b")
@@ -418,8 +509,8 @@ class TestLocalizerAndStudy:
 
 class TestEnhancedSeries:
     def test_one_multiframe_file_with_functional_groups(self, tmp_path):
-        classic = write_series(tmp_path / "classic", gantry_tilt=20.0, **SMALL)
-        written = write_enhanced_series(tmp_path / "enhanced", gantry_tilt=20.0, **SMALL)
+        classic = write_series(tmp_path / "classic", geometry=replace(SMALL, gantry_tilt=20.0))
+        written = write_enhanced_series(tmp_path / "enhanced", geometry=replace(SMALL, gantry_tilt=20.0))
         assert len(written.files) == 1 and [p.name for p in (tmp_path / "enhanced").iterdir()] == ["ENHANCED0001.dcm"]
         ds = pydicom.dcmread(written.files[0])
         assert ds.SOPClassUID == ENHANCED_CT_IMAGE_STORAGE and ds.NumberOfFrames == 8
@@ -439,7 +530,9 @@ class TestEnhancedSeries:
         np.testing.assert_allclose(written.affine, classic.affine)
 
     def test_per_frame_rescale_lives_in_the_per_frame_groups(self, tmp_path):
-        written = write_enhanced_series(tmp_path, n_slices=3, matrix=16, rescale_slope=[1.0, 0.5, 1.0])
+        written = write_enhanced_series(
+            tmp_path, geometry=SliceGeometry(n_slices=3, matrix=16), encoding=Encoding(rescale_slope=[1.0, 0.5, 1.0])
+        )
         ds = pydicom.dcmread(written.files[0])
         assert "PixelValueTransformationSequence" not in ds.SharedFunctionalGroupsSequence[0]
         slopes = [
@@ -447,10 +540,20 @@ class TestEnhancedSeries:
         ]
         assert slopes == [1.0, 0.5, 1.0]
 
+    def test_refuses_what_one_multiframe_file_cannot_hold(self, tmp_path):
+        with pytest.raises(ValueError, match="does not support shuffle"):
+            write_enhanced_series(tmp_path, geometry=SMALL, quirks=ExportQuirks(shuffle=True))
+        assert not list(tmp_path.iterdir())
+
 
 def test_default_series_matches_the_truth_volume(tmp_path):
     """Moderate size: the default 40 x 128 x 128 series, shuffled and tilted, read back exactly."""
-    written = write_series(tmp_path, shuffle=True, gantry_tilt=24.0, markers=[(20.0, 10.0, -30.0)])
+    written = write_series(
+        tmp_path,
+        geometry=SliceGeometry(gantry_tilt=24.0),
+        head=EllipsoidHead(markers=[(20.0, 10.0, -30.0)]),
+        quirks=ExportQuirks(shuffle=True),
+    )
     hu = np.stack([read_hu(f) for f in written.files])
     expected = written.expected_hu(quantized=True)
     padding = written.expected_padding()

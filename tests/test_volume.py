@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from ctexplore.headers import read_header
-from ctexplore.phantom import write_series
+from ctexplore.phantom import SliceGeometry, write_series
 from ctexplore.reader import load_series
 from ctexplore.volume import (
     Volume,
@@ -18,7 +20,7 @@ from ctexplore.volume import (
     slice_normal,
 )
 
-SMALL = dict(n_slices=6, matrix=24, slice_spacing=3.0)
+SMALL = SliceGeometry(n_slices=6, matrix=24, slice_spacing=3.0)
 
 
 def test_slice_normal_follows_the_standard_sagittal_example():
@@ -34,7 +36,7 @@ def test_slice_normal_is_unit_length_for_unnormalised_directions():
 
 @pytest.mark.parametrize("tilt", [0.0, 17.0])
 def test_header_normal_and_loaded_volume_agree(tmp_path, tilt):
-    written = write_series(tmp_path, gantry_tilt=tilt, **SMALL)
+    written = write_series(tmp_path, geometry=replace(SMALL, gantry_tilt=tilt))
     header = read_header(written.files[0])[0]
     volume = load_series(tmp_path)
     assert np.allclose(header.normal, volume.normal)
@@ -55,7 +57,7 @@ def test_axial_affine_places_voxels_where_a_supine_axial_scan_does():
 
 
 def test_axial_affine_matches_what_the_reader_builds_for_an_axial_series(tmp_path):
-    write_series(tmp_path, **SMALL)
+    write_series(tmp_path, geometry=SMALL)
     volume = load_series(tmp_path)
     rebuilt = axial_affine(volume.spacing, origin=tuple(volume.affine[:3, 3]))
     assert np.allclose(rebuilt, volume.affine)
@@ -76,7 +78,7 @@ def test_patient_axes_finds_the_array_axis_along_each_patient_axis(columns, expe
 
 
 def test_patient_axes_of_a_tilted_scan_is_its_nearest_canonical_layout(tmp_path):
-    write_series(tmp_path, gantry_tilt=25.0, **SMALL)
+    write_series(tmp_path, geometry=replace(SMALL, gantry_tilt=25.0))
     assert patient_axes(load_series(tmp_path).affine) == (2, 1, 0)
 
 
