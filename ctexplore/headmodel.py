@@ -31,6 +31,12 @@ References
 .. [3] P. M. Parizel et al., "Intracranial hemorrhage: principles of CT and MRI
    interpretation", Eur. Radiol. 11 (2001) 1770-1783: acute clot 50..80 HU,
    rising with clot retraction.
+.. [4] E. M. Lillie et al., "Evaluation of skull cortical thickness changes with
+   age and sex from computed tomography scans", J. Bone Miner. Res. 31 (2016)
+   299-307; N. Lynnerup et al., "Thickness of the human cranial diploe in relation
+   to age, sex and general body build", Head Face Med. 1 (2005) 13: the calvarium
+   is mostly 5-8 mm thick, thickest at the occiput, and thinnest over the
+   temporal squama, where the diploe vanishes.
 """
 
 from __future__ import annotations
@@ -203,6 +209,19 @@ def _ellipsoid(x, y, z, centre, semi_axes) -> np.ndarray:
     return ((x - cx) / a) ** 2 + ((y - cy) / b) ** 2 + ((z - cz) / c) ** 2 <= 1.0
 
 
+def _skull_thickness_mm(ux: np.ndarray, uy: np.ndarray, uz: np.ndarray) -> np.ndarray:
+    """Skull thickness (mm, outer to inner table) in the direction of the unit vector (ux, uy, uz) from the centre.
+
+    Adult calvarium (see [4] in the module notes): about 5.5 mm at the vertex and
+    parietal bones, 7 mm at the frontal bone, 8 mm at the occiput, down to 2.5-3 mm
+    over the temporal squama.
+    """
+    frontal = np.clip(-uy, 0.0, None) ** 2
+    occipital = np.clip(uy, 0.0, None) ** 2
+    temporal = np.abs(ux) ** 4 * np.exp(-(((uz - 0.05) / 0.3) ** 2))  # the temples, just above the ear
+    return 5.5 + 1.5 * frontal + 2.5 * occipital - 3.0 * temporal
+
+
 def head_labels(points: np.ndarray, lesions: Iterable[str] = LESIONS) -> np.ndarray:
     """Label (an index into `TISSUE_HU`, names in `LABELS`) of every patient point.
 
@@ -248,11 +267,11 @@ def head_labels(points: np.ndarray, lesions: Iterable[str] = LESIONS) -> np.ndar
     depth[r == 0] = np.inf
     ux, uy, uz = (np.nan_to_num(u) for u in (ux, uy, uz))
 
-    # The skull is thicker at the occiput and the frontal bone, thinner at the temples.
-    skull_mm = 6.0 + 2.0 * np.abs(uy) - 1.5 * np.abs(ux) * (np.abs(uz) < 0.5)
+    skull_mm = _skull_thickness_mm(ux, uy, uz)
     fat_end = _SKIN_MM + _FAT_MM
-    outer_end = fat_end + _TABLE_MM
-    inner_start = fat_end + skull_mm - _TABLE_MM
+    table_mm = np.minimum(_TABLE_MM, 0.5 * skull_mm)  # thin temporal squama: compact bone, no diploe
+    outer_end = fat_end + table_mm
+    inner_start = fat_end + skull_mm - table_mm
     skull_end = fat_end + skull_mm
     cortex_start = skull_end + _SUBARACHNOID_MM
     cortex_end = cortex_start + _CORTEX_MM

@@ -358,7 +358,7 @@ class WrittenSeries:
     def labels(self) -> np.ndarray:
         """Ground-truth label of every voxel centre, ``(slices, rows, cols)`` uint8 (see `ctexplore.headmodel.LABELS`).
 
-        Needs a series written with an `image_formation` (the realistic head).
+        Needs a series written with ``head=ImageFormation(...)`` (the realistic head).
         """
         if not isinstance(self.head, ImageFormation):
             raise ValueError("labels exist for series written with head=ImageFormation(...) (the realistic head model)")

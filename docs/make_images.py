@@ -75,10 +75,8 @@ def main() -> None:
         # the realistic head (ctexplore.headmodel) with its lesions, partial volume and CT noise
         series = ctexplore.write_series(
             Path(tmp) / "phantom",
-            n_slices=36,
-            matrix=256,
-            slice_spacing=5.0,
-            image_formation=ImageFormation(supersample=2, slice_samples=3),
+            head=ImageFormation(supersample=2, slice_samples=3),
+            geometry=ctexplore.SliceGeometry(n_slices=36, matrix=256, slice_spacing=5.0),
         )
         volume = ctexplore.load_series(series.folder)
         labels = series.labels()

@@ -466,6 +466,13 @@ class TestSampleStudy:
         assert len({s.patient_id for s in index.series}) == 1
         assert index.skipped  # non-image files sit beside the images, as in a real export
 
+    def test_sample_folder_is_shared_like_any_folder_the_user_makes(self, sample_root, tmp_path):
+        plain = tmp_path / "made-by-mkdir"
+        plain.mkdir()
+        # the staging folder comes from mkdtemp (0700); the finished one follows the umask
+        assert (sample_root / "PHANTOM-001").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+        assert not [p for p in sample_root.iterdir() if p.name.startswith(".")]
+
     def test_same_arguments_write_identical_bytes(self, sample_root, tmp_path):
         sample_study(tmp_path)
 

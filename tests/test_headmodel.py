@@ -10,6 +10,7 @@ from scipy import ndimage
 
 import ctexplore as ct
 from ctexplore.headmodel import (
+    HEAD_SEMI_AXES_MM,
     LABELS,
     LESIONS,
     TISSUE_HU,
@@ -45,6 +46,26 @@ class TestHeadLabels:
             assert (everything == LABELS[lesion]).any(), lesion
             without = head_labels(grid, lesions=[name for name in LESIONS if name != lesion])
             assert not (without == LABELS[lesion]).any(), lesion
+
+    @pytest.mark.parametrize(
+        ("place", "direction", "low_mm", "high_mm"),
+        [
+            ("vertex", (0.0, 0.0, 1.0), 5.0, 7.0),
+            ("parietal", (0.7, 0.0, 0.7), 5.0, 7.0),
+            ("frontal", (0.0, -1.0, 0.2), 6.0, 8.0),
+            ("occipital", (0.0, 1.0, 0.1), 7.0, 9.0),
+            ("temporal squama", (1.0, 0.0, 0.1), 2.0, 3.5),
+        ],
+    )
+    def test_skull_thickness_along_the_surface_normal_is_anatomical(self, place, direction, low_mm, high_mm):
+        semi_axes = np.array(HEAD_SEMI_AXES_MM)
+        ray = np.array(direction) / np.linalg.norm(direction)
+        surface = ray / np.sqrt(((ray / semi_axes) ** 2).sum())
+        inward = -(surface / semi_axes**2) / np.linalg.norm(surface / semi_axes**2)
+        step_mm = 0.01
+        labels = head_labels(surface + np.arange(0.0, 25.0, step_mm)[:, None] * inward, lesions=())
+        bone = np.isin(labels, [LABELS["cortical bone"], LABELS["diploe"]])
+        assert low_mm <= bone.sum() * step_mm <= high_mm, place
 
     def test_rejects_unknown_lesion_names(self):
         with pytest.raises(ValueError, match="unknown lesions"):
