@@ -349,6 +349,13 @@ def _geometry(headers: list[SliceHeader], notes: list[str]) -> dict[str, Any]:
             f"{first.path}: no valid (0020,0037) Image Orientation (Patient); the slice directions are unknown"
         )
     _check_pixel_spacing(headers)
+    unoriented = [h.path.name for h in headers if h.orientation is None]
+    if unoriented:
+        raise GeometryError(
+            f"{where}: (0020,0037) Image Orientation (Patient) missing or invalid in {', '.join(unoriented[:5])}"
+            f" ({len(unoriented)} of {len(headers)} images); those slices cannot be placed. Leave them out "
+            "(pass a list of the other files) or fix their headers."
+        )
     missing = [h.path.name for h in headers if h.position is None]
     if missing:
         raise GeometryError(

@@ -376,7 +376,8 @@ def _attach_damaged(found: list[Series], skipped: list[tuple[Path, str]]) -> lis
             members[by_uid[uid].key].append(DamagedFile(path, reason, position, True))  # type: ignore[arg-type]
         elif not uid:
             for series in by_folder.get(path.parent, []):
-                members[series.key].append(DamagedFile(path, reason, position, False))  # type: ignore[arg-type]
+                if _could_belong(values, series.first):
+                    members[series.key].append(DamagedFile(path, reason, position, False))  # type: ignore[arg-type]
     return [replace(s, damaged=tuple(members[s.key])) if s.key in members else s for s in found]
 
 
@@ -394,6 +395,7 @@ def group_series(headers: Iterable[SliceHeader]) -> list[Series]:
         groups: dict[tuple[Any, ...], list[SliceHeader]] = defaultdict(list)
         for header in members:
             groups[_geometry_key(header)].append(header)
+        _merge_unoriented(groups)
         ordered = sorted(groups.values(), key=len, reverse=True)
         for number, group in enumerate(ordered, start=1):
             reason = ""
@@ -403,6 +405,32 @@ def group_series(headers: Iterable[SliceHeader]) -> list[Series]:
             series.append(Series(uid=uid, key=key, headers=_sort_along_normal(group), split_reason=reason))
     series.sort(key=lambda s: (s.patient_id, s.study_uid, s.series_number or 0, s.is_localizer, s.key))
     return series
+
+
+# Salvaged attributes that rule a damaged file out of a series when they differ.
+_IDENTITY = {
+    "PatientID": "patient_id",
+    "StudyInstanceUID": "study_uid",
+    "SeriesDescription": "series_description",
+    "Modality": "modality",
+}
+
+
+def _could_belong(values: dict[str, Any], header: SliceHeader) -> bool:
+    return all(str(values[k]) == getattr(header, attribute) for k, attribute in _IDENTITY.items() if k in values)
+
+
+def _merge_unoriented(groups: dict[tuple[Any, ...], list[SliceHeader]]) -> None:
+    """Put images with a damaged (0020,0037) back into the largest stack of their matrix.
+
+    Split off, such an image would pass for a localizer and its series would load
+    one slice short without a word; kept in, the load names it.
+    """
+    for key in [k for k in groups if k[0] is None]:
+        same_matrix = [k for k in groups if k[0] is not None and k[1:] == key[1:]]
+        if same_matrix:
+            largest = max(same_matrix, key=lambda k: len(groups[k]))
+            groups[largest].extend(groups.pop(key))
 
 
 #: `Series.split_reason` of series formed without a (0020,000E) Series Instance UID.

@@ -187,8 +187,18 @@ def test_bits_allocated_8_on_16_bit_pixel_data_is_refused(tmp_path):
     assert "(0028,0100) Bits Allocated" in reasons[written.files[0]] and "512" in reasons[written.files[0]]
 
 
-def test_encoded_frame_with_the_declared_pixel_count_but_another_shape_is_refused(tmp_path):
-    written = _write_or_skip(tmp_path / "s", JPEGLSLossless)
+def test_one_slice_with_a_damaged_orientation_is_named_not_split_off_as_a_localizer(tmp_path):
+    written = write_series(tmp_path, n_slices=4, matrix=16)
+    _rewrite(written.files[-1], ImageOrientationPatient=["nan", 0, 0, 0, 1, 0])
+    index = scan(tmp_path, workers=1)
+    assert len(index.series) == 1 and index[0].n_images == 4
+    with pytest.raises(GeometryError, match=rf"\(0020,0037\).*{written.files[-1].name}"):
+        load_series(index[0])
+
+
+@pytest.mark.parametrize("syntax", [JPEGLSLossless, JPEG2000Lossless])
+def test_encoded_frame_with_the_declared_pixel_count_but_another_shape_is_refused(tmp_path, syntax):
+    written = _write_or_skip(tmp_path / "s", syntax)
     for path in written.files:
         _rewrite(path, Rows=24, Columns=96)  # 48 x 48 = 24 x 96 pixels
     with pytest.raises(DecodeError, match=r"48 x 48 pixels.*24 x 96"):
@@ -212,6 +222,19 @@ def test_series_with_an_unreadable_end_file_fails_naming_file_and_position(tmp_p
         load_series(series)  # the batch loads the Series itself, not the folder
     message = str(caught.value)
     assert damaged.name in message and ("slice 1 of 6" if which == 0 else "slice 6 of 6") in message
+
+
+def test_damaged_file_without_a_readable_uid_warns_only_the_series_it_could_belong_to(tmp_path):
+    write_series(tmp_path, n_slices=4, matrix=16, series_description="THIN", file_prefix="A")
+    bone = write_series(tmp_path, n_slices=3, matrix=16, series_description="BONE", file_prefix="B", series_number=2)
+    data = bone.files[0].read_bytes()
+    bone.files[0].write_bytes(data[: data.index(b"\x20\x00\x0d\x00")])  # before (0020,000D): no UIDs left
+    index = scan(tmp_path, workers=1)
+    damaged = {s.description: [d.path for d in s.damaged] for s in index}
+    assert damaged == {"THIN": [], "BONE": [bone.files[0]]}  # (0008,103E) was readable and rules THIN out
+    with pytest.warns(GeometryWarning, match=rf"may be slices of it.*{bone.files[0].name}"):
+        volume = load_series(next(s for s in index if s.description == "BONE"))
+    assert volume.shape[0] == 2 and volume.meta["warnings"]
 
 
 # --- item 7: our errors, not numpy's ---
