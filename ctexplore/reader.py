@@ -224,6 +224,14 @@ def _check_chosen(chosen: Series, notes: list[str]) -> None:
             f"so its {chosen.n_images} images were grouped by study, (0020,0011) Series Number "
             f"{chosen.series_number}, orientation, matrix and position continuity, as GDCM and dcm2niix do.",
         )
+    blank = [h.path.name for h in chosen.headers if not h.series_uid]
+    if blank and chosen.uid:
+        _warn(
+            notes,
+            f"{name}: (0020,000E) Series Instance UID is blank in {len(blank)} of its files "
+            f"({', '.join(blank[:5])}); they were joined to it by study, (0020,0011) Series Number, "
+            "orientation and matrix.",
+        )
     if not chosen.damaged:
         return
     normal = chosen.first.normal

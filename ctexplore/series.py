@@ -390,7 +390,7 @@ def group_series(headers: Iterable[SliceHeader]) -> list[Series]:
     by_uid: dict[str, list[SliceHeader]] = defaultdict(list)
     for header in headers:
         by_uid[header.series_uid].append(header)
-    series: list[Series] = _group_blank_uid(by_uid.pop("", []))
+    series: list[Series] = _group_blank_uid(_join_uid_series(by_uid.pop("", []), by_uid))
     for uid, members in by_uid.items():
         groups: dict[tuple[Any, ...], list[SliceHeader]] = defaultdict(list)
         for header in members:
@@ -437,6 +437,27 @@ def _merge_unoriented(groups: dict[tuple[Any, ...], list[SliceHeader]]) -> None:
 BLANK_UID_REASON = "blank (0020,000E) Series Instance UID"
 # Within a blank-UID group, a step this many times the median starts another series.
 _CONTINUITY_FACTOR = 3.0
+
+
+def _join_uid_series(blank: list[SliceHeader], by_uid: dict[str, list[SliceHeader]]) -> list[SliceHeader]:
+    """Add blank-UID images to the one UID series of their study, number and geometry; return the rest.
+
+    An anonymiser that blanked the UID of some files only must not cut them off their series.
+    """
+    if not blank:
+        return blank
+    owners: dict[tuple[Any, ...], set[str]] = defaultdict(set)
+    for uid, members in by_uid.items():
+        for header in members:
+            owners[(header.study_uid, header.series_number, *_geometry_key(header))].add(uid)
+    rest = []
+    for header in blank:
+        uids = owners.get((header.study_uid, header.series_number, *_geometry_key(header)), set())
+        if len(uids) == 1:
+            by_uid[next(iter(uids))].append(header)
+        else:
+            rest.append(header)
+    return rest
 
 
 def _group_blank_uid(headers: list[SliceHeader]) -> list[Series]:

@@ -288,6 +288,25 @@ def test_blank_series_uid_is_grouped_by_study_number_and_geometry_and_loaded(tmp
     assert volume.shape[0] == 5 and any("blank" in text for text in volume.meta["warnings"])
 
 
+def test_blank_uid_stacks_of_one_series_number_split_where_positions_jump(tmp_path):
+    study = pydicom.uid.generate_uid()
+    write_series(tmp_path / "a", n_slices=4, matrix=16, study_uid=study, slice_positions=[0, 5, 10, 15])
+    write_series(tmp_path / "b", n_slices=4, matrix=16, study_uid=study, slice_positions=[200, 205, 210, 215])
+    for path in sorted(tmp_path.rglob("*.dcm")):
+        _rewrite(path, SeriesInstanceUID="")
+    index = scan(tmp_path, workers=1)
+    assert [s.n_images for s in index] == [4, 4] and len({s.key for s in index}) == 2
+
+
+def test_file_with_a_blank_uid_rejoins_its_series_with_a_warning(tmp_path):
+    written = write_series(tmp_path, n_slices=5, matrix=16)
+    _rewrite(written.files[-1], SeriesInstanceUID="")
+    index = scan(tmp_path, workers=1)
+    assert len(index.series) == 1 and index[0].n_images == 5
+    with pytest.warns(GeometryWarning, match=rf"blank in 1 of its files \({written.files[-1].name}\)"):
+        assert load_series(index[0]).shape[0] == 5
+
+
 def test_elscint_private_compression_names_the_true_cause(tmp_path):
     written = write_series(tmp_path, n_slices=1, matrix=16, transfer_syntax=pydicom.uid.ImplicitVRLittleEndian)
     dataset = pydicom.dcmread(written.files[0])
