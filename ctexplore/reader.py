@@ -71,7 +71,8 @@ def load_series(
     on_uneven : {'raise', 'resample'}
         What to do when the slice steps are not uniform (a missing slice, or
         thin slices at the skull base and thick ones above). ``'raise'`` refuses
-        with a `GeometryError` that lists the positions; ``'resample'`` warns and
+        with a `GeometryError` that says where the step changes (slice numbers,
+        positions, steps); ``'resample'`` warns and
         interpolates linearly onto a uniform grid from the first to the last slice
         with a step no larger than the smallest one, so every
         voxel stays where the affine says it is.

@@ -4,7 +4,11 @@ A folder is not a series: scanners and archives put several series (thin, thick,
 bone kernel, localizer) side by side, and files that are not images at all next
 to them. `scan` groups images by (0020,000E) *Series Instance UID*, splits a UID
 whose orientation or matrix changes, marks localizers, and records every file it
-could not use in ``SeriesIndex.skipped`` with the reason.
+could not use in ``SeriesIndex.skipped`` with the reason. A damaged file whose
+series can still be told from the readable part of its header is also attached
+to that series (``Series.damaged``), so it cannot load silently short. Images
+whose UID an anonymiser blanked are grouped by study, series number, orientation,
+matrix and position continuity, as GDCM and dcm2niix do.
 """
 
 from __future__ import annotations
