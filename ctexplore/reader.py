@@ -440,8 +440,9 @@ def _orthonormal_directions(header: SliceHeader, notes: list[str]) -> tuple[np.n
     )
     if departure > _ORIENTATION_REPAIR:
         raise GeometryError(
-            f"{header.path}: {described}; direction cosines must be unit vectors, not perpendicular enough to be "
-            "decimal rounding. The header is damaged; fix it or leave the series out."
+            f"{header.path}: {described}. The two directions must be perpendicular unit vectors; this is too far "
+            f"off (more than {_ORIENTATION_REPAIR:g}) to be decimal rounding, so the header is damaged. Fix it or "
+            "leave the series out."
         )
     # Polar decomposition: the orthonormal pair nearest to the given one, correcting both equally.
     left, _, right = np.linalg.svd(np.stack([row, column], axis=1), full_matrices=False)
@@ -477,7 +478,7 @@ def _check_memory(headers: list[SliceHeader], max_volume_gib: float | None) -> N
     if needed > max_volume_gib * 2**30:
         raise DecodeError(
             f"{first.path.parent}: series {first.series_uid or '(blank UID)'} would need {len(headers)} x "
-            f"{first.rows} x {first.columns} pixels x {per_pixel} bytes = {needed / 2**30:.1f} GiB of memory "
+            f"{first.rows} x {first.columns} pixels x {per_pixel} bytes = {needed / 2**30:.3g} GiB of memory "
             f"((0028,0010) Rows, (0028,0011) Columns, (0028,0100) Bits Allocated), above the limit "
             f"{max_volume_gib:g} GiB. If the header is right, raise the limit with load_series(..., "
             f"max_volume_gib=N) or the environment variable {MAX_VOLUME_ENV}; otherwise the header is damaged."
