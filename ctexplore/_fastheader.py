@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from struct import Struct, unpack_from
+from struct import error as StructError
 from typing import Any
 
-__all__ = ["FastHeader", "read_fast_header"]
+__all__ = ["FastHeader", "read_fast_header", "salvage_values"]
 
 # A CT header is 1-20 KiB; private sequences can make it longer, then we read more.
 _FIRST_READ = 16 * 1024
@@ -175,6 +176,56 @@ def read_fast_header(path: str | os.PathLike[str]) -> FastHeader | None:
                 at_end = len(buffer) < wanted
 
 
+# Enough for the attributes before a damaged spot; salvage runs only on files that failed.
+_SALVAGE_READ = 64 * 1024
+
+
+def salvage_values(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The wanted attributes that can be read from a damaged file's header, up to the damage.
+
+    Used to tell which series a file that cannot be read belongs to, and where in
+    it the file sits: (0020,000E) and (0020,0032) precede the pixel attributes, so
+    a file cut short or corrupted after them still names its series and position.
+    Never raises for the file's content; an empty dict when nothing is readable.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from ctexplore.phantom import write_series
+    >>> written = write_series(tempfile.mkdtemp(), n_slices=1, matrix=16)
+    >>> data = written.files[0].read_bytes()
+    >>> _ = written.files[0].write_bytes(data[: data.index(bytes([0x28, 0, 0x10, 0]))])
+    >>> values = salvage_values(written.files[0])
+    >>> values["ImagePositionPatient"], "Rows" in values
+    (['-108', '-108', '0'], False)
+    """
+    with open(path, "rb") as handle:
+        buffer = handle.read(_SALVAGE_READ)
+    raw: dict[int, tuple[bytes | None, bytes]] = {}
+    implicit = False
+    try:
+        if buffer[_PREAMBLE : _PREAMBLE + 4] != b"DICM":
+            return {}
+        position, meta = _read_file_meta(buffer, _PREAMBLE + 4)
+        syntax = meta.get(0x00020010, "")
+        if syntax not in _NATIVE_SYNTAXES and not (syntax.startswith(_JPEG_FAMILY_PREFIX) or syntax == _RLE_LOSSLESS):
+            return {}
+        implicit = _NATIVE_SYNTAXES.get(syntax, False)
+        _walk_dataset(buffer, position, implicit, raw)
+    except (_Decline, _NeedMore, StructError):
+        pass  # keep what was read before the damage
+    values: dict[str, Any] = {}
+    for tag, element in raw.items():
+        keyword, kind, vrs = _WANTED[tag]
+        if kind == "us_or_ss":
+            continue
+        try:
+            values[keyword] = _DECODERS[kind](_checked(element, vrs, implicit), "latin-1")
+        except (_Decline, UnicodeDecodeError, ValueError):
+            continue
+    return values
+
+
 def _parse(buffer: bytes) -> FastHeader:
     if len(buffer) < _PREAMBLE + 4 or buffer[_PREAMBLE : _PREAMBLE + 4] != b"DICM":
         raise _Decline
@@ -254,10 +305,14 @@ def _element_header(buffer: bytes, position: int, implicit: bool) -> tuple[int, 
 
 
 def _walk_dataset(
-    buffer: bytes, position: int, implicit: bool
+    buffer: bytes, position: int, implicit: bool, raw: dict[int, tuple[bytes | None, bytes]] | None = None
 ) -> tuple[dict[int, tuple[bytes | None, bytes]], tuple[int, int]]:
-    """Raw bytes of the wanted top-level elements, and (value offset, length) of Pixel Data."""
-    raw: dict[int, tuple[bytes | None, bytes]] = {}
+    """Raw bytes of the wanted top-level elements, and (value offset, length) of Pixel Data.
+
+    `raw`, when given, is filled in place, so that it keeps what was read before an exception.
+    """
+    if raw is None:
+        raw = {}
     previous = -1
     end = len(buffer)
     wanted = _WANTED

@@ -169,7 +169,8 @@ def _read_header_pydicom(path: Path) -> list[SliceHeader]:
             media_class = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
             _check_ct_image(path, dataset, media_class)
             syntax = _transfer_syntax(dataset, meta)
-            pixel_offset, pixel_length = _native_pixel_location(handle, pixel_tell, syntax, path)
+            elscint = _ELSCINT_PIXEL_DATA in dataset
+            pixel_offset, pixel_length = _native_pixel_location(handle, pixel_tell, syntax, path, elscint)
             return _headers_from_dataset(path, dataset, syntax, pixel_offset, pixel_length)
         except DicomError:
             raise
@@ -207,7 +208,13 @@ _NATIVE_SYNTAXES = {
 }
 
 
-def _native_pixel_location(handle: Any, tell: int, syntax: str, path: Path) -> tuple[int | None, int | None]:
+# Elscint scanners (later Picker/Philips) put their privately compressed pixels here instead of (7FE0,0010).
+_ELSCINT_PIXEL_DATA = (0x07A1, 0x100A)
+
+
+def _native_pixel_location(
+    handle: Any, tell: int, syntax: str, path: Path, elscint: bool = False
+) -> tuple[int | None, int | None]:
     """Offset and length of native pixel data, read from the element header at `tell`.
 
     ``(None, None)`` for compressed or deflated data, which a decoder must read.
@@ -218,6 +225,12 @@ def _native_pixel_location(handle: Any, tell: int, syntax: str, path: Path) -> t
     handle.seek(tell)
     raw = handle.read(12)
     tag = struct.unpack(endian + "HH", raw[:4]) if len(raw) >= 4 else None
+    if tag != (0x7FE0, 0x0010) and elscint:
+        raise DicomError(
+            f"{path}: pixels are in the private element (07A1,100A) in Elscint's proprietary compression, "
+            "with no (7FE0,0010) Pixel Data; no Python decoder reads that format. Decompress the files with "
+            "GDCM (`gdcmconv --raw in.dcm out.dcm`) or the vendor's tool, then scan again."
+        )
     if tag != (0x7FE0, 0x0010):
         raise DicomError(f"{path}: CT header without (7FE0,0010) Pixel Data (file truncated or image-less)")
     if implicit:
@@ -264,7 +277,8 @@ def _headers_from_dataset(
         path=path,
         sop_class_uid=str(dataset.get("SOPClassUID", "")),
         sop_instance_uid=str(dataset.get("SOPInstanceUID", "")),
-        series_uid=str(required("SeriesInstanceUID", "(0020,000E)")),
+        # anonymisers may blank it; `series.group_series` then groups by study, number and geometry
+        series_uid=str(dataset.get("SeriesInstanceUID") or "").strip(),
         study_uid=str(dataset.get("StudyInstanceUID", "")),
         patient_id=str(dataset.get("PatientID", "")),
         series_description=str(dataset.get("SeriesDescription", "")),
@@ -290,10 +304,20 @@ def _headers_from_dataset(
     )
     frame_bytes = rows * columns * common["samples_per_pixel"] * bits_allocated // 8
     _check_counts(path, rows, columns, bits_allocated, bits_stored, frames, frame_bytes, syntax)
-    if pixel_length is not None and pixel_length < frame_bytes * frames:
+    needed = frame_bytes * frames
+    if pixel_length is not None and pixel_length < needed:
         raise DicomError(
             f"{path}: (7FE0,0010) Pixel Data holds {pixel_length} bytes but {frames} frame(s) of "
-            f"{rows}x{columns} at {bits_allocated} bits need {frame_bytes * frames}; the file is corrupt"
+            f"{rows}x{columns} at {bits_allocated} bits need {needed}; the file is corrupt"
+        )
+    # A trailing pad byte is normal; twice the data or more means the header describes other pixels
+    # (e.g. Bits Allocated 8 on 16-bit data), and reading the first part would give wrong values.
+    if pixel_length is not None and pixel_length > needed + 1 and pixel_length >= 2 * needed:
+        raise DicomError(
+            f"{path}: (7FE0,0010) Pixel Data holds {pixel_length} bytes, {pixel_length / needed:.3g} times the "
+            f"{needed} that (0028,0010) Rows {rows} x (0028,0011) Columns {columns} x (0028,0100) Bits Allocated "
+            f"{bits_allocated} x (0028,0008) Number of Frames {frames} describe; the header does not match the "
+            "pixels (e.g. Bits Allocated 8 on 16-bit data), so they cannot be read safely. Fix the header."
         )
     if "PerFrameFunctionalGroupsSequence" in dataset or frames > 1:
         return _enhanced_headers(path, dataset, common, pixel_offset, frame_bytes, frames)

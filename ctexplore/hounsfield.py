@@ -10,11 +10,13 @@ per-slice header lookups the reader needs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from ._threads import in_threads
+from .errors import DicomError
 from .headers import SliceHeader
 from .volume import AIR_HU
 
@@ -24,13 +26,49 @@ _BLOCK_SLICES = 16
 
 
 def rescale_slope(header: SliceHeader) -> float:
-    """(0028,1053) *Rescale Slope*; 1 when absent (PS3.3 C.11.1)."""
-    return 1.0 if header.rescale_slope is None else header.rescale_slope
+    """(0028,1053) *Rescale Slope*; 1 when absent (PS3.3 C.11.1).
+
+    Raises
+    ------
+    DicomError
+        The slope is NaN, infinite or 0: every pixel would become the same (or no) number.
+    """
+    if header.rescale_slope is None:
+        return 1.0
+    if not math.isfinite(header.rescale_slope) or header.rescale_slope == 0:
+        raise DicomError(
+            f"{header.path}: (0028,1053) Rescale Slope is {header.rescale_slope}; Hounsfield units need a finite, "
+            "non-zero slope. The header is damaged: leave the file out or set the scanner's slope (usually 1)."
+        )
+    return header.rescale_slope
 
 
 def rescale_intercept(header: SliceHeader) -> float:
-    """(0028,1052) *Rescale Intercept*; 0 when absent (PS3.3 C.11.1)."""
-    return 0.0 if header.rescale_intercept is None else header.rescale_intercept
+    """(0028,1052) *Rescale Intercept*, which a CT image must carry (PS3.3 C.8.2.1.1.2).
+
+    A missing intercept is refused rather than read as 0: scanners store air
+    either as -1000 (intercept 0) or as 0..24 (intercept -1024), so a guess can
+    put every voxel 1024 HU off while looking plausible.
+
+    Raises
+    ------
+    DicomError
+        The intercept is absent, NaN or infinite.
+    """
+    intercept = header.rescale_intercept
+    if intercept is None:
+        raise DicomError(
+            f"{header.path}: CT image without (0028,1052) Rescale Intercept (Type 1 in the CT Image module, "
+            "PS3.3 C.8.2.1.1.2). The Hounsfield units are unknown: reading it as 0 would put them 1024 HU off "
+            "for a scanner that stores air as 0 (intercept -1024). If you know the scanner's value, add it to "
+            "the files (pydicom: dataset.RescaleIntercept = -1024; dataset.save_as(path)) and load again."
+        )
+    if not math.isfinite(intercept):
+        raise DicomError(
+            f"{header.path}: (0028,1052) Rescale Intercept is {intercept}; Hounsfield units need a finite "
+            "intercept. The header is damaged: leave the file out or set the scanner's intercept."
+        )
+    return intercept
 
 
 def padding_bounds(header: SliceHeader) -> tuple[float, float]:

@@ -19,10 +19,10 @@ from typing import Any, Literal
 import numpy as np
 
 from ._threads import in_threads
-from .errors import DecodeError, GeometryError, GeometryWarning, SeriesSelectionError
+from .errors import DecodeError, DicomError, GeometryError, GeometryWarning, SeriesSelectionError
 from .headers import SliceHeader, read_header
 from .hounsfield import headers_to_hu, rescale_intercept, rescale_slope
-from .series import Series, SeriesIndex, group_series, scan
+from .series import BLANK_UID_REASON, Series, SeriesIndex, group_series, scan
 from .volume import AIR_HU, Volume, affine_normal, slice_normal
 
 __all__ = ["load_series"]
@@ -34,6 +34,15 @@ _STEP_ATOL_MM = 0.1
 _DUPLICATE_MM = 0.01
 # In-plane drift allowed between a slice's position and the straight stacking line.
 _LINE_TOLERANCE_MM = 0.1
+# (0020,0037) direction cosines off unit length or perpendicularity by up to this are decimal rounding,
+# repaired silently; up to _ORIENTATION_REPAIR they are repaired with a warning; beyond, refused.
+_ORIENTATION_ROUNDING = 1e-3
+_ORIENTATION_REPAIR = 0.05
+# A pixel wider than this is not a CT image (a 512 matrix would span 25 m).
+_MAX_PIXEL_SPACING_MM = 50.0
+# Decoded stored values allowed by default; CTEXPLORE_MAX_VOLUME_GIB or max_volume_gib raise it.
+_DEFAULT_MAX_VOLUME_GIB = 8.0
+MAX_VOLUME_ENV = "CTEXPLORE_MAX_VOLUME_GIB"
 
 
 def load_series(
@@ -42,6 +51,7 @@ def load_series(
     series: int | str | None = None,
     fill_value: float = AIR_HU,
     on_uneven: Literal["raise", "resample"] = "raise",
+    max_volume_gib: float | None = None,
 ) -> Volume:
     """Load a CT series as Hounsfield units with its geometry.
 
@@ -61,10 +71,17 @@ def load_series(
     on_uneven : {'raise', 'resample'}
         What to do when the slice steps are not uniform (a missing slice, or
         thin slices at the skull base and thick ones above). ``'raise'`` refuses
-        with a `GeometryError` that lists the positions; ``'resample'`` warns and
+        with a `GeometryError` that says where the step changes (slice numbers,
+        positions, steps); ``'resample'`` warns and
         interpolates linearly onto a uniform grid from the first to the last slice
         with a step no larger than the smallest one, so every
         voxel stays where the affine says it is.
+    max_volume_gib : float, optional
+        Refuse, before anything is read or decoded, a series whose pixels would
+        take more memory than this (stored values, plus float32 HU where the
+        rescale is fractional). Default: the environment variable
+        ``CTEXPLORE_MAX_VOLUME_GIB``, else 8 GiB; a damaged header claiming
+        65535 x 65535 pixels fails here instead of exhausting memory.
 
     Returns
     -------
@@ -72,7 +89,9 @@ def load_series(
         ``hu`` (slices, rows, cols): int16 when every slope and intercept is a
         whole number and the values fit, float32 otherwise; ``affine`` maps
         ``(slice, row, col, 1)`` to patient LPS mm, sheared if the gantry was
-        tilted (see `ctexplore.correct_tilt`).
+        tilted (see `ctexplore.correct_tilt`). ``meta["warnings"]`` lists every
+        warning issued while loading (a localizer, a blank series UID, repaired
+        orientation, dropped duplicates, resampled spacing, possibly missing files).
 
     Raises
     ------
@@ -83,7 +102,11 @@ def load_series(
         ``on_uneven='raise'``).
     DecodeError
         A slice cannot be decoded: truncated file, missing decoder plugin, a
-        transfer syntax no Python decoder handles.
+        transfer syntax no Python decoder handles, or more decoded memory
+        than `max_volume_gib`.
+    DicomError
+        A file of the series could not be read at scan time (the volume would
+        be short), or a slice's rescale is missing, NaN, infinite or zero.
 
     See Also
     --------
@@ -107,29 +130,26 @@ def load_series(
     """
     if on_uneven not in ("raise", "resample"):
         raise ValueError(f"on_uneven must be 'raise' or 'resample', not {on_uneven!r}")
-    chosen = _choose_series(source, series)
-    headers = _drop_duplicates(list(chosen.headers))
-    geometry = _geometry(headers)
+    notes: list[str] = []
+    chosen = _choose_series(source, series, notes)
+    _check_chosen(chosen, notes)
+    headers = _drop_duplicates(list(chosen.headers), notes)
+    geometry = _geometry(headers, notes)
+    _check_memory(headers, max_volume_gib)
     hu, padding = _read_hu(headers, fill_value)
     positions = geometry["positions"]
     affine = geometry["affine"]
     if geometry["uneven"]:
-        steps = np.diff(positions)
-        listing = ", ".join(f"{p:.2f}" for p in positions)
         message = (
-            f"series {chosen.description!r} ({chosen.uid}) in {headers[0].path.parent}: slice steps "
-            f"along the normal are uneven ({steps.min():.3g} to {steps.max():.3g} mm; positions {listing} mm)"
+            f"series {chosen.description!r} ({chosen.uid or 'blank UID'}) in {headers[0].path.parent}: slice "
+            f"steps along the normal are uneven ({_odd_steps(positions)})"
         )
         if on_uneven == "raise":
             raise GeometryError(
                 message + ". A missing slice or a change of slice spacing cannot be stacked as a uniform "
                 "volume. Pass on_uneven='resample' to interpolate onto a uniform grid, or load another series."
             )
-        warnings.warn(
-            message + "; resampled linearly onto a uniform grid from the first to the last slice.",
-            GeometryWarning,
-            stacklevel=2,
-        )
+        _warn(notes, message + "; resampled linearly onto a uniform grid from the first to the last slice.")
         hu, padding, affine, positions = _resample_uneven(
             hu, padding, positions, geometry["stack_unit"], affine, fill_value
         )
@@ -150,12 +170,102 @@ def load_series(
         "rescale_intercept": np.array([rescale_intercept(h) for h in headers], dtype=np.float64),
         "pixel_padding_value": first.padding_value,
         "fill_value": fill_value,
+        "warnings": notes,
     }
     files = tuple(dict.fromkeys(h.path for h in headers))  # the duplicates left out are not among them
     return Volume(hu=hu, affine=affine, padding=padding, files=files, meta=meta)
 
 
-def _choose_series(source: Any, which: int | str | None) -> Series:
+def _warn(notes: list[str], message: str) -> None:
+    """Warn (the batch writes warnings into its manifest) and keep the text for ``meta["warnings"]``."""
+    notes.append(message)
+    warnings.warn(message, GeometryWarning, stacklevel=4)
+
+
+def _odd_steps(positions: np.ndarray) -> str:
+    """Where the step changes: runs of equal steps with their slice numbers and positions, the first few."""
+    steps = np.diff(positions)
+    starts = [0]  # the step index at which each run of equal steps begins
+    for k in range(1, len(steps)):
+        if abs(steps[k] - steps[starts[-1]]) > _STEP_ATOL_MM + _STEP_RTOL * abs(steps[starts[-1]]):
+            starts.append(k)
+    runs = []
+    for start, end in zip(starts, starts[1:] + [len(steps)]):
+        step = float(np.median(steps[start:end]))
+        if end - start == 1:
+            runs.append(
+                f"{step:.3g} mm between slices {start} and {end} ({positions[start]:.2f} and {positions[end]:.2f} mm)"
+            )
+        else:
+            runs.append(
+                f"{step:.3g} mm from slice {start} to {end} ({positions[start]:.2f} to {positions[end]:.2f} mm)"
+            )
+    more = f", and {len(runs) - 4} more changes" if len(runs) > 4 else ""
+    return (
+        f"{steps.min():.3g} to {steps.max():.3g} mm over {len(positions)} slices numbered from 0: "
+        + ", ".join(runs[:4])
+        + more
+    )
+
+
+def _check_chosen(chosen: Series, notes: list[str]) -> None:
+    """Refuse a series missing a file of its own; warn about a localizer, a blank UID, files that may belong."""
+    name = f"series {chosen.description!r} ({chosen.uid or 'blank UID'})"
+    if chosen.is_localizer:
+        _warn(
+            notes,
+            f"{name} in {chosen.first.path.parent} is a localizer (scout; (0008,0008) Image Type "
+            f"{'/'.join(chosen.first.image_type) or 'absent'}, {chosen.n_images} image(s)): a planning projection, "
+            "not a volume. Load one of ctexplore.scan(folder).volumes instead.",
+        )
+    if chosen.split_reason == BLANK_UID_REASON:
+        _warn(
+            notes,
+            f"{name} in {chosen.first.path.parent}: (0020,000E) Series Instance UID is blank in its files, "
+            f"so its {chosen.n_images} images were grouped by study, (0020,0011) Series Number "
+            f"{chosen.series_number}, orientation, matrix and position continuity, as GDCM and dcm2niix do.",
+        )
+    blank = [h.path.name for h in chosen.headers if not h.series_uid]
+    if blank and chosen.uid:
+        _warn(
+            notes,
+            f"{name}: (0020,000E) Series Instance UID is blank in {len(blank)} of its files "
+            f"({', '.join(blank[:5])}); they were joined to it by study, (0020,0011) Series Number, "
+            "orientation and matrix.",
+        )
+    if not chosen.damaged:
+        return
+    normal = chosen.first.normal
+    readable = chosen.slice_positions
+    known = [d for d in chosen.damaged if d.position is not None and normal is not None]
+    placed = np.sort(np.concatenate([readable, [np.asarray(d.position) @ normal for d in known]]))
+    total = chosen.n_images + len(chosen.damaged)
+
+    def where(damaged: Any) -> str:
+        if damaged.position is None or normal is None or np.isnan(placed).any():
+            return "position unknown ((0020,0032) Image Position (Patient) unreadable)"
+        along = float(np.asarray(damaged.position) @ normal)
+        number = int(np.searchsorted(placed, along)) + 1
+        end = " (first)" if number == 1 else " (last)" if number == total else ""
+        return f"slice {number} of {total}{end}, at {along:.2f} mm along the normal"
+
+    certain = [d for d in chosen.damaged if d.certain]
+    if certain:
+        listing = "; ".join(f"{d.path.name}: {where(d)}: {d.reason}" for d in certain[:5])
+        raise DicomError(
+            f"{name} in {chosen.first.path.parent}: {len(certain)} of its {total} files could not be read, so "
+            f"the volume would be silently short ({listing}). Fetch those files again, or, if a shorter volume is "
+            "acceptable, load the readable files explicitly: load_series(series.files)."
+        )
+    listing = "; ".join(f"{d.path.name}: {where(d)}: {d.reason}" for d in chosen.damaged[:5])
+    _warn(
+        notes,
+        f"{name}: {len(chosen.damaged)} damaged file(s) in its folder may be slices of it (their "
+        f"(0020,000E) Series Instance UID is unreadable), so the volume may be short: {listing}",
+    )
+
+
+def _choose_series(source: Any, which: int | str | None, notes: list[str]) -> Series:
     if isinstance(source, Series):
         return source
     if isinstance(source, SeriesIndex):
@@ -169,14 +279,16 @@ def _choose_series(source: Any, which: int | str | None) -> Series:
         headers = [h for f in source for h in read_header(f)]
         found = group_series(headers)
         index = SeriesIndex(root=Path(os.path.commonpath([str(f) for f in source])), series=found)
-    if index.damaged:
-        listing = "; ".join(f"{path.name}: {reason}" for path, reason in index.damaged[:5])
-        more = f" and {len(index.damaged) - 5} more" if len(index.damaged) > 5 else ""
-        warnings.warn(
-            f"{index.root}: {len(index.damaged)} CT image file(s) are damaged and left out ({listing}{more}). "
+    # files attached to a series are reported by `_check_chosen` when that series is loaded
+    attached = {d.path for s in index.series for d in s.damaged}
+    unattached = [(path, reason) for path, reason in index.damaged if path not in attached]
+    if unattached:
+        listing = "; ".join(f"{path.name}: {reason}" for path, reason in unattached[:5])
+        more = f" and {len(unattached) - 5} more" if len(unattached) > 5 else ""
+        _warn(
+            notes,
+            f"{index.root}: {len(unattached)} CT image file(s) are damaged and left out ({listing}{more}). "
             "A series they belong to lacks those slices; fetch the files again.",
-            GeometryWarning,
-            stacklevel=3,
         )
     listing = "\n".join(f"  [{i}] {s!r} key={s.key}" for i, s in enumerate(index.series))
     if which is not None:
@@ -215,9 +327,9 @@ def _single_file_series(path: Path) -> Series:
     return found[0]
 
 
-def _drop_duplicates(headers: list[SliceHeader]) -> list[SliceHeader]:
-    if len(headers) < 2 or headers[0].normal is None:
-        return headers
+def _drop_duplicates(headers: list[SliceHeader], notes: list[str]) -> list[SliceHeader]:
+    if len(headers) < 2 or headers[0].normal is None or any(h.position is None for h in headers):
+        return headers  # `_geometry` names what is missing
     positions = np.array([h.position for h in headers]) @ headers[0].normal
     duplicate = np.diff(positions) < _DUPLICATE_MM
     if not duplicate.any():
@@ -230,29 +342,40 @@ def _drop_duplicates(headers: list[SliceHeader]) -> list[SliceHeader]:
             "volume (repeated acquisitions of one slice?). Load the files one at a time."
         )
     pairs = [f"{a.path.name} = {b.path.name}" for a, b, dup in zip(headers[:-1], headers[1:], duplicate) if dup]
-    warnings.warn(
+    _warn(
+        notes,
         f"{headers[0].path.parent}: {int(duplicate.sum())} image(s) repeat a slice position already present "
         f"and were left out ({'; '.join(pairs)})",
-        GeometryWarning,
-        stacklevel=3,
     )
     return kept
 
 
-def _geometry(headers: list[SliceHeader]) -> dict[str, Any]:
+def _geometry(headers: list[SliceHeader], notes: list[str]) -> dict[str, Any]:
     first = headers[0]
-    where = f"{first.path.parent} (series {first.series_uid})"
+    where = f"{first.path.parent} (series {first.series_uid or 'with a blank UID'})"
     if first.orientation is None:
         raise GeometryError(
             f"{first.path}: no valid (0020,0037) Image Orientation (Patient); the slice directions are unknown"
         )
-    if first.pixel_spacing is None:
-        raise GeometryError(f"{first.path}: no (0028,0030) Pixel Spacing; the voxel size is unknown")
+    _check_pixel_spacing(headers)
+    unoriented = [h.path.name for h in headers if h.orientation is None]
+    if unoriented:
+        raise GeometryError(
+            f"{where}: (0020,0037) Image Orientation (Patient) missing or invalid in {', '.join(unoriented[:5])}"
+            f" ({len(unoriented)} of {len(headers)} images); those slices cannot be placed. Leave them out "
+            "(pass a list of the other files) or fix their headers."
+        )
     missing = [h.path.name for h in headers if h.position is None]
     if missing:
-        raise GeometryError(f"{where}: (0020,0032) Image Position (Patient) missing in {', '.join(missing[:5])}")
-    row_dir = np.asarray(first.orientation[:3])
-    col_dir = np.asarray(first.orientation[3:])
+        raise GeometryError(
+            f"{where}: (0020,0032) Image Position (Patient) missing or not three finite numbers in "
+            f"{', '.join(missing[:5])}"
+            + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            + f" ({len(missing)} of {len(headers)} images); the slices cannot be placed. Leave those files out "
+            "(pass a list of the others) or fix their headers."
+        )
+    assert first.pixel_spacing is not None  # checked above
+    row_dir, col_dir = _orthonormal_directions(first, notes)
     normal = slice_normal(row_dir, col_dir)
     ipp = np.array([h.position for h in headers], dtype=np.float64)
     positions = ipp @ normal
@@ -280,6 +403,86 @@ def _geometry(headers: list[SliceHeader]) -> dict[str, Any]:
     uneven = bool(np.any(np.abs(steps - median) > _STEP_ATOL_MM + _STEP_RTOL * median))
     affine[:3, 0] = stack / (len(headers) - 1)
     return {"affine": affine, "positions": positions, "uneven": uneven, "stack_unit": stack_unit}
+
+
+def _check_pixel_spacing(headers: list[SliceHeader]) -> None:
+    for header in headers:
+        spacing = header.pixel_spacing
+        if spacing is None:
+            raise GeometryError(
+                f"{header.path}: no (0028,0030) Pixel Spacing (or not two finite numbers); the voxel size is unknown"
+            )
+        if not all(0 < value <= _MAX_PIXEL_SPACING_MM for value in spacing):
+            raise GeometryError(
+                f"{header.path}: (0028,0030) Pixel Spacing is {spacing[0]:g} \\ {spacing[1]:g} mm; each value must "
+                f"be above 0 and at most {_MAX_PIXEL_SPACING_MM:g} mm. The header is damaged: fix it or leave the "
+                "file out."
+            )
+
+
+def _orthonormal_directions(header: SliceHeader, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column directions of (0020,0037), made exactly orthonormal (the closest such pair).
+
+    Decimal strings round the cosines, so a tiny departure is repaired silently; a
+    larger one is repaired with a warning, and one that is no rounding is refused,
+    because the shear it implies would survive into every resampled grid.
+    """
+    assert header.orientation is not None
+    row = np.asarray(header.orientation[:3], dtype=np.float64)
+    column = np.asarray(header.orientation[3:], dtype=np.float64)
+    row_norm, column_norm = float(np.linalg.norm(row)), float(np.linalg.norm(column))
+    cosine = float(row @ column) / (row_norm * column_norm)
+    departure = max(abs(row_norm - 1), abs(column_norm - 1), abs(cosine))
+    described = (
+        f"(0020,0037) Image Orientation (Patient) {'/'.join(f'{v:g}' for v in header.orientation)}: row and "
+        f"column directions have lengths {row_norm:.4f} and {column_norm:.4f} and are "
+        f"{np.degrees(np.arccos(np.clip(cosine, -1, 1))):.2f} degrees apart"
+    )
+    if departure > _ORIENTATION_REPAIR:
+        raise GeometryError(
+            f"{header.path}: {described}. The two directions must be perpendicular unit vectors; this is too far "
+            f"off (more than {_ORIENTATION_REPAIR:g}) to be decimal rounding, so the header is damaged. Fix it or "
+            "leave the series out."
+        )
+    # Polar decomposition: the orthonormal pair nearest to the given one, correcting both equally.
+    left, _, right = np.linalg.svd(np.stack([row, column], axis=1), full_matrices=False)
+    repaired = left @ right
+    if departure > _ORIENTATION_ROUNDING:
+        _warn(
+            notes,
+            f"{header.path}: {described}; orthonormalised to the nearest perpendicular unit directions "
+            f"({'/'.join(f'{v:.4f}' for v in repaired.T.ravel())}), so no shear enters the volume.",
+        )
+    return repaired[:, 0], repaired[:, 1]
+
+
+def _check_memory(headers: list[SliceHeader], max_volume_gib: float | None) -> None:
+    """Refuse before allocating or decoding when the header promises more pixels than memory allows."""
+    if max_volume_gib is None:
+        setting = os.environ.get(MAX_VOLUME_ENV, "")
+        try:
+            max_volume_gib = float(setting) if setting else _DEFAULT_MAX_VOLUME_GIB
+        except ValueError:
+            raise ValueError(f"{MAX_VOLUME_ENV}={setting!r} is not a number of GiB") from None
+    first = headers[0]
+    stored_bytes = max(first.bits_allocated // 8, 1)
+    fractional = any(
+        h.rescale_slope is not None
+        and not float(h.rescale_slope).is_integer()
+        or h.rescale_intercept is not None
+        and not float(h.rescale_intercept).is_integer()
+        for h in headers
+    )
+    per_pixel = stored_bytes + (4 if fractional else 0)
+    needed = len(headers) * first.rows * first.columns * per_pixel
+    if needed > max_volume_gib * 2**30:
+        raise DecodeError(
+            f"{first.path.parent}: series {first.series_uid or '(blank UID)'} would need {len(headers)} x "
+            f"{first.rows} x {first.columns} pixels x {per_pixel} bytes = {needed / 2**30:.3g} GiB of memory "
+            f"((0028,0010) Rows, (0028,0011) Columns, (0028,0100) Bits Allocated), above the limit "
+            f"{max_volume_gib:g} GiB. If the header is right, raise the limit with load_series(..., "
+            f"max_volume_gib=N) or the environment variable {MAX_VOLUME_ENV}; otherwise the header is damaged."
+        )
 
 
 def _resample_uneven(

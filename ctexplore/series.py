@@ -4,7 +4,11 @@ A folder is not a series: scanners and archives put several series (thin, thick,
 bone kernel, localizer) side by side, and files that are not images at all next
 to them. `scan` groups images by (0020,000E) *Series Instance UID*, splits a UID
 whose orientation or matrix changes, marks localizers, and records every file it
-could not use in ``SeriesIndex.skipped`` with the reason.
+could not use in ``SeriesIndex.skipped`` with the reason. A damaged file whose
+series can still be told from the readable part of its header is also attached
+to that series (``Series.damaged``), so it cannot load silently short. Images
+whose UID an anonymiser blanked are grouped by study, series number, orientation,
+matrix and position continuity, as GDCM and dcm2niix do.
 """
 
 from __future__ import annotations
@@ -19,13 +23,42 @@ from typing import Any
 
 import numpy as np
 
-from .headers import _DAMAGED_CT_REASONS, CT_SOP_CLASSES, SliceHeader, read_header, read_header_or_reason
+from .headers import (
+    _DAMAGED_CT_REASONS,
+    CT_SOP_CLASSES,
+    SliceHeader,
+    _floats,
+    read_header,
+    read_header_or_reason,
+)
 
-__all__ = ["scan", "SeriesIndex", "Series", "SliceHeader", "read_header", "CT_SOP_CLASSES"]
+__all__ = ["scan", "SeriesIndex", "Series", "DamagedFile", "SliceHeader", "read_header", "CT_SOP_CLASSES"]
 
 # Below this many files the process pool costs more than it saves.
 _PARALLEL_THRESHOLD = 1000
 _ORIENTATION_DECIMALS = 4
+
+
+@dataclass(frozen=True)
+class DamagedFile:
+    """A file of a series that could not be read, as far as its header could be salvaged.
+
+    Attributes
+    ----------
+    path : Path
+    reason : str
+        Why it could not be read.
+    position : (3,) tuple of float or None
+        Its (0020,0032) *Image Position (Patient)*, where readable.
+    certain : bool
+        True when its own (0020,000E) *Series Instance UID* names the series; False
+        when only its folder does (the UID itself was unreadable).
+    """
+
+    path: Path
+    reason: str
+    position: tuple[float, float, float] | None
+    certain: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,12 +74,17 @@ class Series:
         appended where one UID had to be split by orientation or matrix.
     headers : tuple of SliceHeader
         Sorted along the slice normal (not by file name or instance number).
+    damaged : tuple of DamagedFile
+        Files of this series (or, ``certain=False``, of its folder) that `scan`
+        could not read; `ctexplore.load_series` refuses or warns about them, so a
+        series never loads silently short.
     """
 
     uid: str
     key: str
     headers: tuple[SliceHeader, ...]
     split_reason: str = ""
+    damaged: tuple[DamagedFile, ...] = ()
 
     @property
     def files(self) -> list[Path]:
@@ -145,7 +183,7 @@ class Series:
     @property
     def tilt(self) -> float:
         """Gantry tilt in degrees measured between the stacking direction and the normal."""
-        if self.n_images < 2 or self.first.normal is None:
+        if self.n_images < 2 or self.first.normal is None or any(h.position is None for h in self.headers):
             return 0.0
         positions = np.array([h.position for h in self.headers], dtype=np.float64)
         stack = positions[-1] - positions[0]
@@ -314,7 +352,37 @@ def scan(path: str | os.PathLike[str], *, workers: int | None = None) -> SeriesI
             skipped.append((file, result))
         else:
             headers.extend(result)
-    return SeriesIndex(root=root, series=group_series(headers), skipped=skipped)
+    return SeriesIndex(root=root, series=_attach_damaged(group_series(headers), skipped), skipped=skipped)
+
+
+def _attach_damaged(found: list[Series], skipped: list[tuple[Path, str]]) -> list[Series]:
+    """Give each series the damaged files that belong to it, by their salvaged UID or else their folder."""
+    from dataclasses import replace
+
+    from ._fastheader import salvage_values
+
+    members: dict[str, list[DamagedFile]] = defaultdict(list)
+    by_uid = {s.uid: s for s in reversed(found)}  # the first (largest) group of a split UID
+    by_folder: dict[Path, list[Series]] = defaultdict(list)
+    for series in found:
+        for folder in {h.path.parent for h in series.headers}:
+            by_folder[folder].append(series)
+    for path, reason in skipped:
+        if not reason.startswith(_DAMAGED_CT_REASONS + ("not a readable DICOM file",)):
+            continue
+        try:
+            values = salvage_values(path)
+        except OSError:
+            values = {}
+        uid = str(values.get("SeriesInstanceUID") or "")
+        position = _floats(values.get("ImagePositionPatient"), 3)
+        if uid in by_uid and uid:
+            members[by_uid[uid].key].append(DamagedFile(path, reason, position, True))  # type: ignore[arg-type]
+        elif not uid:
+            for series in by_folder.get(path.parent, []):
+                if _could_belong(values, series.first):
+                    members[series.key].append(DamagedFile(path, reason, position, False))  # type: ignore[arg-type]
+    return [replace(s, damaged=tuple(members[s.key])) if s.key in members else s for s in found]
 
 
 def group_series(headers: Iterable[SliceHeader]) -> list[Series]:
@@ -326,11 +394,12 @@ def group_series(headers: Iterable[SliceHeader]) -> list[Series]:
     by_uid: dict[str, list[SliceHeader]] = defaultdict(list)
     for header in headers:
         by_uid[header.series_uid].append(header)
-    series: list[Series] = []
+    series: list[Series] = _group_blank_uid(_join_uid_series(by_uid.pop("", []), by_uid))
     for uid, members in by_uid.items():
         groups: dict[tuple[Any, ...], list[SliceHeader]] = defaultdict(list)
         for header in members:
             groups[_geometry_key(header)].append(header)
+        _merge_unoriented(groups)
         ordered = sorted(groups.values(), key=len, reverse=True)
         for number, group in enumerate(ordered, start=1):
             reason = ""
@@ -342,6 +411,93 @@ def group_series(headers: Iterable[SliceHeader]) -> list[Series]:
     return series
 
 
+# Salvaged attributes that rule a damaged file out of a series when they differ.
+_IDENTITY = {
+    "PatientID": "patient_id",
+    "StudyInstanceUID": "study_uid",
+    "SeriesDescription": "series_description",
+    "Modality": "modality",
+}
+
+
+def _could_belong(values: dict[str, Any], header: SliceHeader) -> bool:
+    return all(str(values[k]) == getattr(header, attribute) for k, attribute in _IDENTITY.items() if k in values)
+
+
+def _merge_unoriented(groups: dict[tuple[Any, ...], list[SliceHeader]]) -> None:
+    """Put images with a damaged (0020,0037) back into the largest stack of their matrix.
+
+    Split off, such an image would pass for a localizer and its series would load
+    one slice short without a word; kept in, the load names it.
+    """
+    for key in [k for k in groups if k[0] is None]:
+        same_matrix = [k for k in groups if k[0] is not None and k[1:] == key[1:]]
+        if same_matrix:
+            largest = max(same_matrix, key=lambda k: len(groups[k]))
+            groups[largest].extend(groups.pop(key))
+
+
+#: `Series.split_reason` of series formed without a (0020,000E) Series Instance UID.
+BLANK_UID_REASON = "blank (0020,000E) Series Instance UID"
+# Within a blank-UID group, a step this many times the median starts another series.
+_CONTINUITY_FACTOR = 3.0
+
+
+def _join_uid_series(blank: list[SliceHeader], by_uid: dict[str, list[SliceHeader]]) -> list[SliceHeader]:
+    """Add blank-UID images to the one UID series of their study, number and geometry; return the rest.
+
+    An anonymiser that blanked the UID of some files only must not cut them off their series.
+    """
+    if not blank:
+        return blank
+    owners: dict[tuple[Any, ...], set[str]] = defaultdict(set)
+    for uid, members in by_uid.items():
+        for header in members:
+            owners[(header.study_uid, header.series_number, *_geometry_key(header))].add(uid)
+    rest = []
+    for header in blank:
+        uids = owners.get((header.study_uid, header.series_number, *_geometry_key(header)), set())
+        if len(uids) == 1:
+            by_uid[next(iter(uids))].append(header)
+        else:
+            rest.append(header)
+    return rest
+
+
+def _group_blank_uid(headers: list[SliceHeader]) -> list[Series]:
+    """Series from images whose UID an anonymiser blanked, as GDCM and dcm2niix form them.
+
+    Grouped by study, (0020,0011) Series Number, orientation and matrix; then split
+    where positions jump (a step over three times the median), which keeps
+    two stacks of one series number apart.
+    """
+    groups: dict[tuple[Any, ...], list[SliceHeader]] = defaultdict(list)
+    for header in headers:
+        groups[(header.study_uid, header.series_number or 0, *_geometry_key(header))].append(header)
+    series: list[Series] = []
+    for (study, number, *_), members in sorted(groups.items(), key=lambda item: str(item[0])):
+        ordered = _sort_along_normal(members)
+        runs = [list(ordered)]
+        normal = ordered[0].normal
+        if normal is not None and all(h.position is not None for h in ordered) and len(ordered) > 2:
+            steps = np.diff(np.array([h.position for h in ordered]) @ normal)
+            cut_after = np.flatnonzero(steps > _CONTINUITY_FACTOR * max(float(np.median(steps)), 1e-3))
+            bounds = [0, *(int(k) + 1 for k in cut_after), len(ordered)]
+            runs = [list(ordered[start:end]) for start, end in zip(bounds, bounds[1:])]
+        for run in runs:
+            key = f"blank-uid:{study}:{number}"
+            taken = len([s for s in series if s.key.split("#")[0] == key])
+            series.append(
+                Series(
+                    uid="",
+                    key=key if not taken else f"{key}#{taken + 1}",
+                    headers=tuple(run),
+                    split_reason=BLANK_UID_REASON,
+                )
+            )
+    return series
+
+
 def _geometry_key(header: SliceHeader) -> tuple[Any, ...]:
     orientation = (
         None if header.orientation is None else tuple(round(v, _ORIENTATION_DECIMALS) + 0.0 for v in header.orientation)
@@ -350,7 +506,7 @@ def _geometry_key(header: SliceHeader) -> tuple[Any, ...]:
 
 
 def _sort_along_normal(headers: list[SliceHeader]) -> tuple[SliceHeader, ...]:
-    normal = headers[0].normal
+    normal = next((h.normal for h in headers if h.normal is not None), None)
     if normal is None or any(h.position is None for h in headers):
         return tuple(sorted(headers, key=lambda h: (h.instance_number or 0, str(h.path), h.frame)))
     projected = np.array([h.position for h in headers]) @ normal

@@ -193,6 +193,7 @@ class TestValues:
             # At 32 bits, _padding no longer folds 63536 into -2000: the sign must come from the reader.
             ds.Rows = ds.Columns = 8
             ds.BitsAllocated, ds.BitsStored, ds.HighBit = 32, 32, 31
+            ds.PixelData = ds.PixelData[: 8 * 8 * 4]
 
         source = one_file(tmp_path, transfer_syntax=ImplicitVRLittleEndian, signed=True, padding_value=-2000)
         path = rewrite(source, tmp_path / "bits32.dcm", thirty_two_bits, ImplicitVRLittleEndian)

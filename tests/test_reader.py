@@ -144,7 +144,10 @@ class TestOrderAndGeometry:
     def test_uneven_spacing_is_refused_with_positions_or_resampled_exactly(self, tmp_path):
         positions = [0, 4, 8, 12, 16, 23, 30, 37, 44]
         write_series(tmp_path, n_slices=len(positions), matrix=48, slice_positions=positions, markers=[MARKER])
-        with pytest.raises(GeometryError, match=r"uneven \(4 to 7 mm.*positions"):
+        with pytest.raises(
+            GeometryError,
+            match=r"uneven \(4 to 7 mm over 9 slices.*4 mm from slice 0 to 4 \(0.00 to 16.00 mm\), 7 mm from slice 4",
+        ):
             load_series(tmp_path)
         with pytest.warns(GeometryWarning, match="resampled"):
             volume = load_series(tmp_path, on_uneven="resample")
@@ -300,14 +303,22 @@ class TestBadInput:
         with pytest.raises(ctexplore.DicomError, match=victim.name):
             load_series(tmp_path)
 
-    @pytest.mark.parametrize("keep_bytes", [600, -(48 * 48 * 2 + 12)])
-    def test_damaged_file_left_out_by_the_scan_is_warned_about(self, tmp_path, keep_bytes):
+    def test_damaged_file_whose_series_is_unreadable_is_warned_about(self, tmp_path):
         written = write_series(tmp_path, n_slices=5, matrix=48)
         victim = written.files[-1]
-        victim.write_bytes(victim.read_bytes()[:keep_bytes])
-        with pytest.warns(GeometryWarning, match=rf"damaged and left out \({victim.name}: CT header without"):
+        victim.write_bytes(victim.read_bytes()[:600])  # cut before (0020,000E): it may belong to the series
+        with pytest.warns(GeometryWarning, match=rf"may be slices of it.*{victim.name}: position unknown"):
             volume = load_series(tmp_path)
         assert volume.shape[0] == 4
+        assert any(victim.name in text for text in volume.meta["warnings"])
+
+    def test_damaged_last_file_of_a_series_is_refused_with_its_position(self, tmp_path):
+        written = write_series(tmp_path, n_slices=5, matrix=48)
+        victim = written.files[-1]
+        victim.write_bytes(victim.read_bytes()[: -(48 * 48 * 2 + 12)])  # header whole, Pixel Data gone
+        with pytest.raises(ctexplore.DicomError, match=rf"{victim.name}: slice 5 of 5 \(last\), at 10.00 mm"):
+            load_series(tmp_path)
+        assert load_series(written.files[:-1]).shape[0] == 4  # the way out the message names
 
     def test_images_that_cannot_be_stacked_name_the_tag(self, tmp_path):
         write_series(tmp_path / "a", n_slices=2, matrix=32, slice_positions=[0, 5], bits_stored=12)
