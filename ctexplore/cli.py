@@ -69,7 +69,7 @@ def _not_a_file(path: str, flag: str) -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ctexplore`` (subcommands scan, preprocess, sample)."""
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(prog="ctexplore", description="Explore and preprocess CT scans stored as DICOM.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -46,7 +46,7 @@ def json_safe(value: Any) -> Any:
 
 def provenance(volume: Volume, options: dict[str, Any] | None) -> dict[str, Any]:
     """What `save_npz` and the batch sidecars record about where a volume came from."""
-    from . import __version__
+    from ._version import __version__
 
     return {
         "series_uid": volume.meta.get("series_uid"),

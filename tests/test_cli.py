@@ -241,3 +241,34 @@ def test_scan_of_a_folder_without_images_exits_1_and_counts_in_good_grammar(tmp_
     captured = capsys.readouterr()
     assert "1 file skipped:" in captured.out and "1 files" not in captured.out
     assert "(1 file, none a DICOM image)" in captured.err
+
+
+def test_workers_run_from_the_folder_holding_a_clone_named_ctexplore(clean_dataset, tmp_path):
+    """There the clone shadows the installed package as a namespace package; workers used to fail with
+    ``ImportError: cannot import name '__version__' from 'ctexplore' (unknown location)``."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "ctexplore").symlink_to(root)
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import ctexplore.cli; print(ctexplore.cli.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=environment,
+    )
+    if probe.returncode or not Path(probe.stdout.strip()).resolve().is_relative_to(root):
+        pytest.skip(f"this checkout is not the installed ctexplore ({probe.stdout.strip() or probe.stderr[-200:]})")
+    completed = subprocess.run(
+        [sys.executable, "-m", "ctexplore", "preprocess", str(clean_dataset.root), "out", "--spacing", "4"]
+        + ["--workers", "2", "--no-progress"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=environment,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert SUMMARY.search(completed.stdout).groups() == ("2", "2", "0")
