@@ -128,29 +128,46 @@ BYTE_EDITS = ["truncate", "truncate-header", "flip", "flip-header", "zero-block"
 TARGETS = ["middle", "first", "last", "all"]
 
 
+def _declare_syntax(path: Path, uid: str) -> None:
+    """Rewrite the file meta to declare ``uid`` while the data set's bytes stay as they were."""
+    import pydicom
+    from pydicom.filewriter import write_file_meta_info
+
+    data = path.read_bytes()
+    meta = pydicom.dcmread(path, stop_before_pixels=True).file_meta
+    body = data[132 + 12 + int.from_bytes(data[140:144], "little") :]
+    meta.TransferSyntaxUID = uid
+    buffer = io.BytesIO()
+    buffer.write(data[:128] + b"DICM")
+    write_file_meta_info(pydicom.filebase.DicomFileLike(buffer), meta, enforce_standard=True)
+    path.write_bytes(buffer.getvalue() + body)
+
+
+def _nest_sequences(path: Path, depth: int) -> None:
+    """Insert a (0040,A730) Content Sequence nested ``depth`` deep, in raw explicit VR little endian."""
+    data = path.read_bytes()
+    opening = b"\x40\x00\x30\xa7SQ\x00\x00\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
+    closing = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00" + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    pixel = data.rfind(b"\xe0\x7f\x10\x00")
+    path.write_bytes(data[:pixel] + opening * depth + closing * depth + data[pixel:])
+
+
 def _edit_header(path: Path, edit: dict[str, object]) -> None:
     import pydicom
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
+    if "_syntax" in edit:
+        return _declare_syntax(path, str(edit["_syntax"]))
+    if edit.get("_sequence") == "deep":
+        return _nest_sequences(path, 20_000)
     dataset = pydicom.dcmread(path)
     for keyword, value in edit.items():
-        if keyword == "_syntax":
-            dataset.file_meta.TransferSyntaxUID = value
-        elif keyword == "_sequence":
-            if value == "deep":
-                inner = Dataset()
-                inner.CodeValue = "X"
-                for _ in range(300):
-                    outer = Dataset()
-                    outer.ContentSequence = Sequence([inner])
-                    inner = outer
-                dataset.ContentSequence = Sequence([inner])
-            else:
-                item = Dataset()
-                item.CodeValue = "X"
-                dataset.ContentSequence = Sequence([item] * 50_000)
+        if keyword == "_sequence":  # wide: one sequence of many items
+            item = Dataset()
+            item.CodeValue = "X"
+            dataset.ContentSequence = Sequence([item] * 50_000)
         elif value is None:
             if keyword in dataset:
                 delattr(dataset, keyword)
@@ -159,6 +176,7 @@ def _edit_header(path: Path, edit: dict[str, object]) -> None:
         else:
             setattr(dataset, keyword, value)
     dataset.save_as(path, enforce_file_format=False)
+    return None
 
 
 def _edit_bytes(path: Path, edit: str, rng: random.Random) -> None:
@@ -359,6 +377,9 @@ def series_cases(bases: dict[str, Path], quick: bool, seed: int) -> list[tuple[s
 def family_series(work: Path, quick: bool, seed: int, jobs: int) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
+    import warnings
+
+    warnings.filterwarnings("ignore", module="pydicom")  # the corruptions are invalid values on purpose
     bases = write_bases(work)
     cases = series_cases(bases, quick, seed)
     print(f"series: {len(cases)} cases on {', '.join(bases)}", flush=True)
