@@ -377,9 +377,6 @@ def series_cases(bases: dict[str, Path], quick: bool, seed: int) -> list[tuple[s
 def family_series(work: Path, quick: bool, seed: int, jobs: int) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
-    import warnings
-
-    warnings.filterwarnings("ignore", module="pydicom")  # the corruptions are invalid values on purpose
     bases = write_bases(work)
     cases = series_cases(bases, quick, seed)
     print(f"series: {len(cases)} cases on {', '.join(bases)}", flush=True)
@@ -512,7 +509,7 @@ def family_batch(work: Path, quick: bool) -> dict:
     if clean.returncode not in (0, 1):
         counts["crash"] += 1
         print(f"  crash   clean run: {clean.stderr.strip()[-300:]}")
-    points = [0.15, 0.4, 0.7] if quick else [0.05, 0.15, 0.25, 0.4, 0.55, 0.7, 0.85, 0.95]
+    points = [0.2, 0.35, 0.5, 0.65, 0.8] if quick else [0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95]
     for fraction in points:
         out = work / f"killed-{fraction}"
         process = subprocess.Popen(
@@ -733,6 +730,9 @@ def main(argv: list[str] | None = None) -> int:
         result = child_load(payload["folder"]) if payload["kind"] == "load" else child_fetch(payload)
         print(json.dumps(result, default=str))
         return 0
+    import warnings
+
+    warnings.filterwarnings("ignore", module="pydicom")  # the corruptions are invalid values on purpose
     families = args.only or ["series", "batch", "fetch"]
     report = {}
     start = time.perf_counter()
