@@ -189,13 +189,7 @@ class BoundedDownloader:
             parts = urllib.parse.urlsplit(current)
             if parts.scheme not in ("http", "https"):
                 raise DownloadError(f"{current}: only http and https addresses can be downloaded", current)
-            connection: http.client.HTTPConnection
-            if parts.scheme == "https":
-                connection = http.client.HTTPSConnection(
-                    parts.hostname or "", parts.port, timeout=self.timeout, context=ssl.create_default_context()
-                )
-            else:
-                connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=self.timeout)
+            connection, path = _connection(parts, self.timeout)
             connection.connect()
             # headers must arrive within `timeout`, however slowly they trickle
             watchdog.watch(
@@ -204,9 +198,6 @@ class BoundedDownloader:
                 f"the server did not send its answer's headers within {self.timeout:.0f} s",
             )
             with watchdog.running():
-                path = parts.path or "/"
-                if parts.query:
-                    path += "?" + parts.query
                 connection.request(
                     "GET",
                     path,
@@ -336,6 +327,29 @@ class BoundedDownloader:
             f"server is unreachable.{self.mirror_hint}",
             url,
         )
+
+
+def _connection(parts: urllib.parse.SplitResult, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+    """A connection for ``parts`` (through the proxy of ``$https_proxy``/``$http_proxy`` where set) and the
+    request target."""
+    import urllib.request
+
+    host, port = parts.hostname or "", parts.port
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        via = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if parts.scheme == "https":
+            tunnel = http.client.HTTPSConnection(
+                via.hostname or "", via.port or 80, timeout=timeout, context=ssl.create_default_context()
+            )
+            tunnel.set_tunnel(host, port)
+            return tunnel, target
+        return http.client.HTTPConnection(via.hostname or "", via.port or 80, timeout=timeout), parts.geturl()
+    if parts.scheme == "https":
+        context = ssl.create_default_context()
+        return http.client.HTTPSConnection(host, port, timeout=timeout, context=context), target
+    return http.client.HTTPConnection(host, port, timeout=timeout), target
 
 
 class _Watchdog:

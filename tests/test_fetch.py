@@ -272,7 +272,7 @@ def server_headers():
             pass
 
         def do_GET(self):
-            headers.append(dict(self.headers))
+            headers.append({**self.headers, "path": self.path})
             self.send_error(404)
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
@@ -304,3 +304,13 @@ class TestCacheNameClashes:
         (tmp_path / "cache").write_text("mine")
         with pytest.raises(NotADirectoryError, match="cache is a file, not a folder"):
             fetch_head_ct("ge-hispeed-head", tmp_path / "cache", base_url="http://127.0.0.1:9/")
+
+
+def test_a_configured_http_proxy_is_used(server_headers, monkeypatch, tmp_path):
+    proxy_url, headers = server_headers  # answers 404 to whatever it is asked
+    monkeypatch.setenv("http_proxy", proxy_url)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with pytest.raises(DownloadError, match="404"):
+        fetch_head_ct("ge-hispeed-head", tmp_path, base_url="http://ct.example.invalid/data/", timeout=5)
+    assert headers[0]["path"] == "http://ct.example.invalid/data/In/GE/01.dcm"
