@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # public name -> module that defines it, in the order of the data flow
 _EXPORTS = {
@@ -71,9 +71,12 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
+_SUBMODULES = frozenset(_EXPORTS.values()) | {"cli", "export", "fetch", "datasets"}
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:  # `ctexplore.datasets.fetch_cq500` works after a plain `import ctexplore`
+        return importlib.import_module(f"ctexplore.{name}")
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'ctexplore' has no attribute {name!r}")

@@ -1,15 +1,17 @@
 """The ``ctexplore`` command line: scan a folder, preprocess a data set, write sample data.
 
 Exit status: 0 when everything worked, 1 when a series failed (or none was
-found), 2 for a usage error (bad option, missing input, output inside the
+found, by ``preprocess`` or ``scan``), 2 for a usage error (bad option, missing input, output inside the
 input, unwritable output, unreachable dask scheduler), 130 on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
@@ -26,9 +28,51 @@ def _rule(text: str) -> str:
     return text
 
 
+def _plural(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+# "Pass on_uneven='resample'" in a library message is, on the command line, "--on-uneven resample"
+_PYTHON_ADVICE = re.compile(r"\b[Pp]ass (\w+)=(?:'([^']*)'|\"([^\"]*)\"|(\w+))")
+
+
+def _flag_advice(message: str, parser: argparse.ArgumentParser, command: str) -> str:
+    """Rewrite the library's keyword-argument advice as the command's flag, where the flag exists."""
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    options = {option for action in commands.choices[command]._actions for option in action.option_strings}
+
+    def as_flag(match: re.Match[str]) -> str:
+        flag = "--" + match.group(1).replace("_", "-")
+        value = next(group for group in match.groups()[1:] if group is not None)
+        if flag not in options:
+            return match.group(0)
+        if value == "True":
+            return f"use {flag}"
+        return f"use {flag} {value}"
+
+    return _PYTHON_ADVICE.sub(as_flag, message)
+
+
+def _not_a_folder(path: str, what: str) -> str | None:
+    """The message for an output folder that is an existing file, else None."""
+    if Path(path).exists() and not Path(path).is_dir():
+        return f"{what} {path} is an existing file, not a folder: give a folder (it is created if missing)"
+    return None
+
+
+def _not_a_file(path: str, flag: str) -> str | None:
+    if Path(path).is_dir():
+        return f"{flag} {path} is an existing folder: give a file name to write the table to"
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ctexplore`` (subcommands scan, preprocess, sample)."""
+    from ._version import __version__
+
     parser = argparse.ArgumentParser(prog="ctexplore", description="Explore and preprocess CT scans stored as DICOM.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     scan = commands.add_parser("scan", help="list the CT series under a folder and the files skipped")
@@ -164,7 +208,7 @@ def _options(args: argparse.Namespace):  # -> PreprocessOptions
     )
 
 
-def _run_preprocess(args: argparse.Namespace) -> int:
+def _run_preprocess(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .batch import preprocess
     from .errors import DicomError
 
@@ -172,6 +216,10 @@ def _run_preprocess(args: argparse.Namespace) -> int:
         options = _options(args)
     except ValueError as error:  # contradictory or out-of-range options
         print(f"ctexplore preprocess: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    problem = _not_a_folder(args.output, "OUTPUT")
+    if problem:
+        print(f"ctexplore preprocess: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
         summary = preprocess(
@@ -185,22 +233,26 @@ def _run_preprocess(args: argparse.Namespace) -> int:
             labels=args.labels,
         )
     except DicomError as error:  # the data, not the command line, is at fault
-        print(f"ctexplore preprocess: error in the input data: {error}", file=sys.stderr)
+        advice = _flag_advice(str(error), parser, "preprocess")
+        print(f"ctexplore preprocess: error in the input data: {advice}", file=sys.stderr)
         return EXIT_FAILED
     except (OSError, ValueError) as error:  # missing input, output inside input, unreachable dask scheduler
-        print(f"ctexplore preprocess: error: {error}", file=sys.stderr)
+        advice = _flag_advice(str(error), parser, "preprocess")
+        print(f"ctexplore preprocess: error: {advice}", file=sys.stderr)
         return EXIT_USAGE
     if not summary.rows:
+        skipped = len(summary.skipped_files)
         print(
             f"ctexplore preprocess: no CT series found under {args.input} "
-            f"({len(summary.skipped_files)} files were not CT images)",
+            f"({_plural(skipped, 'file')} {'was' if skipped == 1 else 'were'} not CT images)",
             file=sys.stderr,
         )
         return EXIT_FAILED
     for row in summary.rows:
         if row.status == "failed":
             print(
-                f"failed: {row.patient_id} series {row.series_number} {row.series_description!r}: {row.reason}",
+                f"failed: {row.patient_id} series {row.series_number} {row.series_description!r}: "
+                + _flag_advice(row.reason, parser, "preprocess"),
                 file=sys.stderr,
             )
     print(f"manifest: {summary.manifest}")
@@ -211,6 +263,11 @@ def _run_preprocess(args: argparse.Namespace) -> int:
 def _run_scan(args: argparse.Namespace) -> int:
     from .series import scan
 
+    for flag, target in (("--csv", args.csv), ("--json", args.json)):
+        problem = target and _not_a_file(target, flag)
+        if problem:
+            print(f"ctexplore scan: error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         index = scan(args.path)
     except FileNotFoundError as error:
@@ -227,9 +284,17 @@ def _run_scan(args: argparse.Namespace) -> int:
         print(f"ctexplore scan: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     if index.skipped:
-        print(f"\n{len(index.skipped)} files skipped:")
+        print(f"\n{_plural(len(index.skipped), 'file')} skipped:")
         for path, reason in index.skipped:
             print(f"  {path}: {reason}")
+    if not index.series:
+        found = f"{_plural(len(index.skipped), 'file')}, none a DICOM image" if index.skipped else "no files at all"
+        print(
+            f"ctexplore scan: no image series found under {args.path} ({found}). "
+            "Point it at the folder holding the .dcm files (sub-folders are searched).",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -271,6 +336,10 @@ def _run_report(args: argparse.Namespace) -> int:
 def _run_sample(args: argparse.Namespace) -> int:
     from .datasets import sample_dataset, sample_study
 
+    problem = _not_a_folder(args.dest, "DEST")
+    if problem:
+        print(f"ctexplore sample: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if args.study:
         print(sample_study(args.dest))
     else:
@@ -300,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "scan":
             return _run_scan(args)
         if args.command == "preprocess":
-            return _run_preprocess(args)
+            return _run_preprocess(args, parser)
         if args.command == "report":
             return _run_report(args)
         return _run_sample(args)

@@ -46,7 +46,7 @@ def json_safe(value: Any) -> Any:
 
 def provenance(volume: Volume, options: dict[str, Any] | None) -> dict[str, Any]:
     """What `save_npz` and the batch sidecars record about where a volume came from."""
-    from . import __version__
+    from ._version import __version__
 
     return {
         "series_uid": volume.meta.get("series_uid"),
@@ -146,8 +146,106 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray], compress: bool) -> Non
                 np.lib.format.write_array(stream, np.asanyarray(array), allow_pickle=False)
 
 
-def load_npz(path: str | os.PathLike[str]) -> tuple[Volume, dict[str, Any]]:
-    """Read a file written by :func:`save_npz`, without pickle.
+#: What `load_npz` accepts under each key: a ctexplore file holds nothing else.
+_NPZ_DTYPES = {
+    "hu": "if",  # int16 HU, or float32 when interpolated values are kept
+    "affine": "f",
+    "spacing": "f",
+    "padding": "b",
+    "processed": "biuf",
+    "provenance": "U",
+}
+#: Largest total of arrays `load_npz` allocates unless told otherwise (a 0.5 mm whole-body CT is ~1 GiB).
+DEFAULT_MAX_LOAD_BYTES = 4 * 1024**3
+
+
+def _npz_headers(path: str | os.PathLike[str], archive: zipfile.ZipFile) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array, read from the ``.npy`` headers without loading any data.
+
+    Each header must describe exactly the bytes its zip entry declares, so a small
+    file cannot make numpy allocate an array its data does not fill.
+    """
+    headers = {}
+    for info in archive.infolist():
+        key = info.filename.removesuffix(".npy")
+        with archive.open(info) as stream:
+            try:
+                version = np.lib.format.read_magic(stream)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+                else:  # save_npz writes plain dtypes, which never need format 3.0
+                    raise ValueError(f"format version {version} is not one save_npz writes")
+            except (ValueError, SyntaxError, EOFError) as error:
+                raise ValueError(f"{path}: entry {info.filename!r} is not a valid .npy array ({error})") from None
+            header_length = stream.tell()
+        if dtype.hasobject:
+            raise ValueError(f"{path}: array {key!r} holds Python objects ({dtype}); refusing to load it")
+        data_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if data_bytes != info.file_size - header_length:
+            raise ValueError(
+                f"{path}: array {key!r} claims shape {shape} of {dtype} ({data_bytes} bytes) but its entry holds "
+                f"{info.file_size - header_length} bytes: the file is damaged or was not written by save_npz"
+            )
+        headers[key] = (tuple(shape), dtype)
+    return headers
+
+
+def _check_npz_layout(path: str | os.PathLike[str], headers: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    missing = {"hu", "affine", "provenance"} - set(headers)
+    if missing:
+        raise ValueError(f"{path} is not a ctexplore .npz: keys {sorted(missing)} are missing")
+    unexpected = set(headers) - set(_NPZ_DTYPES)
+    if unexpected:
+        raise ValueError(f"{path} is not a ctexplore .npz: unexpected keys {sorted(unexpected)}")
+    for key, (_, dtype) in headers.items():
+        if dtype.kind not in _NPZ_DTYPES[key]:
+            raise ValueError(f"{path}: array {key!r} has dtype {dtype}, not one save_npz writes")
+    expected_shapes = {"affine": (4, 4), "spacing": (3,), "provenance": ()}
+    hu_shape = headers["hu"][0]
+    if len(hu_shape) != 3:
+        raise ValueError(f"{path}: 'hu' must be 3-D (slices, rows, cols), got shape {hu_shape}")
+    if "padding" in headers:
+        expected_shapes["padding"] = hu_shape
+    for key, shape in expected_shapes.items():
+        if key in headers and headers[key][0] != shape:
+            raise ValueError(f"{path}: array {key!r} has shape {headers[key][0]}, expected {shape}")
+    if "processed" in headers and headers["processed"][0][-3:] != hu_shape:
+        raise ValueError(f"{path}: 'processed' of shape {headers['processed'][0]} does not match 'hu' {hu_shape}")
+
+
+def _read_provenance(path: str | os.PathLike[str], text: str) -> dict[str, Any]:
+    try:
+        provenance = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: 'provenance' is not valid JSON ({error})") from None
+    if not isinstance(provenance, dict):
+        raise ValueError(f"{path}: 'provenance' must be a JSON object, got {type(provenance).__name__}")
+    files = provenance.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(name, str) for name in files):
+        raise ValueError(f"{path}: provenance 'files' must be a list of file names")
+    if not isinstance(provenance.get("meta", {}), dict):
+        raise ValueError(f"{path}: provenance 'meta' must be a JSON object")
+    return provenance
+
+
+def load_npz(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_LOAD_BYTES) -> tuple[Volume, dict[str, Any]]:
+    """Read a file written by :func:`save_npz`, without pickle and with checks before allocating.
+
+    Every array's shape and dtype are read from its header first: each must be
+    what `save_npz` writes (``hu`` 3-D integer or float, ``affine`` 4 x 4 float,
+    ``spacing`` 3 floats, ``padding`` a boolean mask like ``hu``, ``processed``
+    numeric), the header must describe exactly the bytes of its entry, and the
+    arrays together must fit in ``max_bytes``. The affine must be finite, and the
+    provenance valid JSON of the expected layout.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.npz`` file written by `save_npz`.
+    max_bytes : int
+        Largest total size of the arrays to allocate (default 4 GiB).
 
     Returns
     -------
@@ -155,6 +253,12 @@ def load_npz(path: str | os.PathLike[str]) -> tuple[Volume, dict[str, Any]]:
         HU, affine and padding as saved; ``files`` and ``meta`` from the provenance.
     extras : dict
         ``provenance`` (the decoded JSON dict) and, when saved, ``processed``.
+
+    Raises
+    ------
+    ValueError
+        The file is not a ctexplore ``.npz``, is damaged, exceeds ``max_bytes``
+        or holds a non-finite affine; the message names the file and the key.
 
     Examples
     --------
@@ -165,15 +269,31 @@ def load_npz(path: str | os.PathLike[str]) -> tuple[Volume, dict[str, Any]]:
     >>> loaded, extras = load_npz(path)
     >>> loaded.shape, extras["processed"].dtype, extras["provenance"]["ctexplore_version"] != ""
     ((2, 3, 4), dtype('float32'), True)
+    >>> load_npz(path, max_bytes=100)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ...scan.npz: its arrays need ... bytes in memory, more than max_bytes=100; ...
     """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            headers = _npz_headers(path, archive)
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{path} is not a .npz file ({error})") from None
+    _check_npz_layout(path, headers)
+    total = sum(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for shape, dtype in headers.values())
+    if total > max_bytes:
+        raise ValueError(
+            f"{path}: its arrays need {total} bytes in memory, more than max_bytes={max_bytes}; "
+            "pass a larger max_bytes if the file is trusted and the memory is there"
+        )
     with np.load(path, allow_pickle=False) as data:
-        missing = {"hu", "affine", "provenance"} - set(data.files)
-        if missing:
-            raise ValueError(f"{path} is not a ctexplore .npz: keys {sorted(missing)} are missing")
-        provenance = json.loads(str(data["provenance"]))
+        affine = data["affine"]
+        if not np.isfinite(affine).all():
+            raise ValueError(f"{path}: 'affine' holds NaN or infinite values; the geometry is unusable")
+        provenance = _read_provenance(path, str(data["provenance"]))
         volume = Volume(
             data["hu"],
-            data["affine"],
+            affine,
             padding=data["padding"] if "padding" in data.files else None,
             files=tuple(Path(name) for name in provenance.get("files", [])),
             meta=dict(provenance.get("meta", {})),

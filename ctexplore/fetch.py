@@ -13,19 +13,39 @@ BSD-2-Clause, commit ``d03e30e``; see `HEAD_CT_STUDIES`):
     A head phantom on a Philips Ingenuity (courtesy of Paul Morgan, Nottingham
     Medical School): series tilted both ways at 1 mm and 5 mm, with localizers,
     DICOMDIR and DIRFILEs, 233 MB.
+
+Every download is bounded: the body may not exceed the size the registry
+names, the server must answer and keep sending within ``timeout`` seconds and
+faster than ``min_speed``, the body is asked for and accepted only without a
+Content-Encoding (a gzip body cannot expand on disk), and a redirect may not
+leave the host asked.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-__all__ = ["BASE_URL_ENV", "HEAD_CT_STUDIES", "HeadCTStudy", "fetch_head_ct", "read_registry"]
+__all__ = ["BASE_URL_ENV", "HEAD_CT_STUDIES", "HeadCTStudy", "fetch_head_ct", "read_registry", "BoundedDownloader"]
 
 BASE_URL_ENV = "CTEXPLORE_HEAD_CT_URL"
 _DCM_QA_CT = "https://raw.githubusercontent.com/neurolabusc/dcm_qa_ct/d03e30e4c5c8ad07bf16422b96efc3e91e233dc5/"
+_CHUNK = 64 * 1024
+_MAX_REDIRECTS = 5
+# A file of unknown size larger than this is not what anyone asked for.
+DEFAULT_MAX_BYTES = 8 * 1024**3
+# curl's --speed-limit: slower than this for `timeout` seconds is a stalled or trickling server.
+DEFAULT_MIN_SPEED = 1024
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,322 @@ def read_registry(name: str) -> dict[str, tuple[str, int]]:
     return files
 
 
+class BoundedDownloader:
+    """A pooch downloader that bounds a download's size, time and destination.
+
+    Call it as pooch does, ``downloader(url, output_file, pooch)``; it writes
+    the body to ``output_file`` or raises `~ctexplore.datasets.DownloadError`
+    naming the URL and the true cause:
+
+    - the announced Content-Length or the body itself exceeds ``expected_size``
+      (when known) or ``max_bytes``: an endless body stops at the limit;
+    - the server is silent for ``timeout`` seconds, sends slower than
+      ``min_speed`` bytes/s over any ``timeout`` seconds, or the whole download
+      outlasts ``total_timeout``;
+    - the answer carries a Content-Encoding (``identity`` is asked for: a gzip
+      body would be written compressed, or expand far beyond its size);
+    - a redirect leads to another host or scheme;
+    - the connection was cut before the announced length arrived;
+    - no connection could be made (offline, or the server is unreachable).
+
+    Parameters
+    ----------
+    expected_size : int, optional
+        The exact size the body must have (from a registry).
+    max_bytes : int
+        Largest body accepted when the size is not known.
+    timeout : float
+        Seconds to connect, to receive the headers, and of silence in the body.
+    min_speed : float
+        Bytes per second below which, averaged over ``timeout`` seconds, the
+        download is abandoned.
+    total_timeout : float, optional
+        Seconds the whole download may take.
+    mirror_hint : str
+        Appended to connection errors: what the user can do instead.
+
+    Examples
+    --------
+    >>> downloader = BoundedDownloader(expected_size=526228, timeout=30)
+    >>> downloader("https://example.org/01.dcm", "/tmp/01.dcm")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        expected_size: int | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        timeout: float = 60.0,
+        min_speed: float = DEFAULT_MIN_SPEED,
+        total_timeout: float | None = None,
+        mirror_hint: str = "",
+    ) -> None:
+        self.expected_size = expected_size
+        self.max_bytes = max_bytes if expected_size is None else expected_size
+        self.timeout = timeout
+        self.min_speed = min_speed
+        self.total_timeout = total_timeout
+        self.mirror_hint = mirror_hint
+
+    def __call__(self, url: str, output_file: str | os.PathLike[str], pooch: Any = None) -> None:
+        from .datasets import DownloadError
+
+        started = time.monotonic()
+        watchdog = _Watchdog()
+        try:
+            response = self._open(url, watchdog)
+            try:
+                self._check_headers(response, url)
+                deadline = None if self.total_timeout is None else started + self.total_timeout
+                watchdog.watch(watchdog.sock, deadline, f"the download took longer than {self.total_timeout} s")
+                with watchdog.running():
+                    self._receive(response, url, Path(output_file), started, watchdog)
+            finally:
+                response.close()
+        except DownloadError:
+            raise
+        except (OSError, http.client.HTTPException) as error:
+            raise self._connection_error(url, error, watchdog) from None
+
+    # -- request -------------------------------------------------------------------------------
+
+    def _open(self, url: str, watchdog: _Watchdog) -> http.client.HTTPResponse:
+        from .datasets import DownloadError
+
+        first = urllib.parse.urlsplit(url)
+        current = url
+        for _ in range(_MAX_REDIRECTS + 1):
+            parts = urllib.parse.urlsplit(current)
+            if parts.scheme not in ("http", "https"):
+                raise DownloadError(f"{current}: only http and https addresses can be downloaded", current)
+            connection, path = _connection(parts, self.timeout)
+            connection.connect()
+            # headers must arrive within `timeout`, however slowly they trickle
+            watchdog.watch(
+                connection.sock,
+                time.monotonic() + self.timeout,
+                f"the server did not send its answer's headers within {self.timeout:.0f} s",
+            )
+            with watchdog.running():
+                connection.request(
+                    "GET",
+                    path,
+                    headers={"Accept-Encoding": "identity", "User-Agent": "ctexplore", "Connection": "close"},
+                )
+                response = connection.getresponse()
+            if response.status not in (301, 302, 303, 307, 308):
+                return response
+            target = urllib.parse.urljoin(current, response.getheader("Location", ""))
+            response.close()
+            moved = urllib.parse.urlsplit(target)
+            if (moved.scheme, moved.hostname, moved.port) != (first.scheme, first.hostname, first.port):
+                raise DownloadError(
+                    f"{url} redirects to another host, {target}; not following it (a download stays on the "
+                    f"server asked). If that server is trusted, pass its address as the base URL.{self.mirror_hint}",
+                    url,
+                )
+            current = target
+        raise DownloadError(f"{url} redirected more than {_MAX_REDIRECTS} times; giving up.", url)
+
+    def _check_headers(self, response: http.client.HTTPResponse, url: str) -> None:
+        from .datasets import DownloadError
+
+        if response.status != 200:
+            hint = " (no such file on the server)" if response.status == 404 else ""
+            status = f"HTTP {response.status} {response.reason}"
+            raise DownloadError(f"{url} answered {status}{hint}.{self.mirror_hint}", url)
+        encoding = (response.getheader("Content-Encoding") or "identity").strip().lower()
+        if encoding != "identity":
+            raise DownloadError(
+                f"{url} sent its body with Content-Encoding {encoding!r} although identity was asked for; "
+                "refusing it (the bytes on disk would not be the file, and a compressed body can expand "
+                f"without bound). Use a server or mirror that serves the file as it is.{self.mirror_hint}",
+                url,
+            )
+        length = response.getheader("Content-Length")
+        if length is not None and length.strip().isdigit():
+            announced = int(length)
+            if self.expected_size is not None and announced != self.expected_size:
+                raise DownloadError(
+                    f"{url} announces {announced} bytes but the registry says the file has {self.expected_size}: "
+                    "the server holds another file; not downloading it.",
+                    url,
+                )
+            if announced > self.max_bytes:
+                raise DownloadError(
+                    f"{url} announces {announced} bytes, more than the limit of {self.max_bytes}; not downloading "
+                    "it. Raise max_bytes if the file is really that large.",
+                    url,
+                )
+
+    # -- body ------------------------------------------------------------------------------------
+
+    def _receive(
+        self, response: http.client.HTTPResponse, url: str, output: Path, started: float, watchdog: _Watchdog
+    ) -> None:
+        from .datasets import DownloadError
+
+        length = response.getheader("Content-Length")
+        announced = int(length) if length is not None and length.strip().isdigit() else None
+        received = 0
+        window_start, window_bytes = time.monotonic(), 0
+        with open(output, "wb") as out:
+            while True:
+                chunk = response.read1(_CHUNK)
+                if not chunk:
+                    break
+                received += len(chunk)
+                if received > self.max_bytes:
+                    limit = "the registry's size" if self.expected_size is not None else "the limit"
+                    raise DownloadError(
+                        f"{url} sent more than {self.max_bytes} bytes ({limit}); stopped there and kept nothing.",
+                        url,
+                    )
+                out.write(chunk)
+                now = time.monotonic()
+                window_bytes += len(chunk)
+                if now - window_start >= self.timeout:
+                    if window_bytes / (now - window_start) < self.min_speed:
+                        raise DownloadError(
+                            f"{url} is too slow: {window_bytes} bytes in the last {now - window_start:.0f} s, "
+                            f"below {self.min_speed:.0f} bytes/s; gave up after {received} bytes. "
+                            f"Try again later or use a faster mirror.{self.mirror_hint}",
+                            url,
+                        )
+                    window_start, window_bytes = now, 0
+                if self.total_timeout is not None and now - started > self.total_timeout:
+                    raise DownloadError(
+                        f"{url} took longer than {self.total_timeout:.0f} s (received {received} bytes); gave up.",
+                        url,
+                    )
+        if watchdog.fired:
+            raise DownloadError(f"Could not download {url}: {watchdog.reason}; gave up.{self.mirror_hint}", url)
+        expected = announced if announced is not None else self.expected_size
+        if expected is not None and received != expected:
+            raise DownloadError(
+                f"the connection to {url} was cut after {received} of {expected} bytes; nothing was kept. Try again.",
+                url,
+            )
+
+    def _connection_error(self, url: str, error: BaseException, watchdog: _Watchdog) -> Exception:
+        from .datasets import DownloadError
+
+        if watchdog.fired:
+            return DownloadError(f"Could not download {url}: {watchdog.reason}; gave up.{self.mirror_hint}", url)
+        if isinstance(error, (socket.timeout, TimeoutError)):
+            return DownloadError(
+                f"Could not download {url}: the server sent nothing for {self.timeout:.0f} s (timeout); "
+                f"try again later or raise timeout.{self.mirror_hint}",
+                url,
+            )
+        if isinstance(error, (ConnectionResetError, BrokenPipeError, http.client.IncompleteRead)) or (
+            isinstance(error, http.client.RemoteDisconnected)
+        ):
+            return DownloadError(
+                f"the connection to {url} was cut ({type(error).__name__}: {error}); nothing was kept. Try again.",
+                url,
+            )
+        if isinstance(error, (ssl.SSLError, http.client.HTTPException)):
+            return DownloadError(
+                f"Could not download {url}: the server's answer is not valid HTTP(S) ({type(error).__name__}: "
+                f"{error}).{self.mirror_hint}",
+                url,
+            )
+        return DownloadError(
+            f"Could not connect to {url}: {type(error).__name__}: {error}. This machine seems offline, or the "
+            f"server is unreachable.{self.mirror_hint}",
+            url,
+        )
+
+
+def _connection(parts: urllib.parse.SplitResult, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+    """A connection for ``parts`` (through the proxy of ``$https_proxy``/``$http_proxy`` where set) and the
+    request target."""
+    import urllib.request
+
+    host, port = parts.hostname or "", parts.port
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        via = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if parts.scheme == "https":
+            tunnel = http.client.HTTPSConnection(
+                via.hostname or "", via.port or 80, timeout=timeout, context=ssl.create_default_context()
+            )
+            tunnel.set_tunnel(host, port)
+            return tunnel, target
+        return http.client.HTTPConnection(via.hostname or "", via.port or 80, timeout=timeout), parts.geturl()
+    if parts.scheme == "https":
+        context = ssl.create_default_context()
+        return http.client.HTTPSConnection(host, port, timeout=timeout, context=context), target
+    return http.client.HTTPConnection(host, port, timeout=timeout), target
+
+
+class _Watchdog:
+    """Shuts a socket down when a deadline passes: bounds reads that trickle one byte at a time."""
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.deadline: float | None = None
+        self.reason = ""
+        self.fired = False
+        self._stop = threading.Event()
+
+    def watch(self, sock: socket.socket | None, deadline: float | None, reason: str) -> None:
+        self.sock, self.deadline, self.reason = sock, deadline, reason
+
+    def running(self) -> _WatchdogRun:
+        return _WatchdogRun(self)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.05):
+            if self.deadline is not None and time.monotonic() > self.deadline and self.sock is not None:
+                self.fired = True
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:  # already closed by the other side
+                    pass
+                return
+
+
+class _WatchdogRun:
+    def __init__(self, watchdog: _Watchdog) -> None:
+        self.watchdog = watchdog
+        self.thread = threading.Thread(target=watchdog._loop, daemon=True)
+
+    def __enter__(self) -> None:
+        self.watchdog._stop.clear()
+        self.thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.watchdog._stop.set()
+        self.thread.join()
+
+
+def _check_cache_paths(root: Path, files: Mapping[str, Any]) -> None:
+    """Refuse, with a clear message, a file or folder in the way of the cache."""
+    for parent in [root, *root.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(
+                    f"cannot cache the study in {root}: {parent} is a file, not a folder. "
+                    "Move that file away or pass another dest."
+                )
+            break
+    for path in files:
+        target = root / path
+        for parent in list(target.parents)[: len(Path(path).parts) - 1]:
+            if parent.exists() and not parent.is_dir():
+                raise NotADirectoryError(
+                    f"cannot write {target}: {parent} is a file where the cache needs a folder. "
+                    "Move it away or pass another dest."
+                )
+        if target.is_dir():
+            raise IsADirectoryError(
+                f"cannot write {target}: a folder of that name is in the way. Move it away or pass another dest."
+            )
+
+
 def fetch_head_ct(
     name: str,
     dest: str | os.PathLike[str] | None = None,
@@ -88,11 +424,16 @@ def fetch_head_ct(
     base_url: str | None = None,
     progress: bool = False,
     timeout: float = 60.0,
+    min_speed: float = DEFAULT_MIN_SPEED,
+    total_timeout: float | None = None,
 ) -> Path:
     """Download (once) a real head CT study named in `HEAD_CT_STUDIES`; return its folder.
 
-    Every file is checked against the sha256 in the registry; files already in
-    the cache with the right hash are not downloaded again.
+    Every file is checked against the sha256 and size in the registry; files
+    already in the cache with the right hash are not downloaded again. A body
+    larger than the registry says, a server slower than ``min_speed``, a gzip
+    Content-Encoding and a redirect to another host are refused (see
+    `BoundedDownloader`); nothing incomplete is kept under a file's name.
 
     Parameters
     ----------
@@ -104,8 +445,13 @@ def fetch_head_ct(
         Where the files are (a mirror, or a local server in tests). Default:
         ``$CTEXPLORE_HEAD_CT_URL``, else the study's pinned GitHub address.
     progress : bool, default False
+        Print each file as it is downloaded.
     timeout : float, default 60
-        Seconds to wait for the server.
+        Seconds to wait for the server to connect, answer or send more data.
+    min_speed : float, default 1024
+        Bytes per second below which (over ``timeout`` seconds) a download is abandoned.
+    total_timeout : float, optional
+        Seconds one file may take at most.
 
     Returns
     -------
@@ -115,9 +461,13 @@ def fetch_head_ct(
     Raises
     ------
     DownloadError
-        Offline or the server failed; the message names the URL and what to do.
+        Offline, the server failed, was too slow, cut the connection, sent too
+        much, an encoded body or an off-host redirect; the message names the
+        URL, the cause and what to do.
     ChecksumError
         A file arrived but its hash differs from the registry's; nothing is kept.
+    NotADirectoryError, IsADirectoryError
+        A file or folder of the user's is where the cache must write.
 
     Examples
     --------
@@ -127,19 +477,23 @@ def fetch_head_ct(
     """
     import pooch
 
-    from .datasets import ChecksumError, DownloadError, default_cache_dir
+    from .datasets import ChecksumError, default_cache_dir
 
     if name not in HEAD_CT_STUDIES:
         raise ValueError(f"unknown study {name!r}; choose one of {sorted(HEAD_CT_STUDIES)}")
     study = HEAD_CT_STUDIES[name]
-    files = {
-        path: digest for path, (digest, _) in read_registry(study.registry).items() if path.startswith(study.prefix)
-    }
+    files = {path: entry for path, entry in read_registry(study.registry).items() if path.startswith(study.prefix)}
     root = (Path(dest) if dest is not None else default_cache_dir() / "head-ct") / name
+    _check_cache_paths(root, files)
     base = (base_url or os.environ.get(BASE_URL_ENV) or study.base_url).rstrip("/") + "/"
-    fetcher = pooch.create(path=root, base_url=base, registry={p: f"sha256:{d}" for p, d in files.items()})
-    downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout)
-    for path in files:
+    fetcher = pooch.create(path=root, base_url=base, registry={p: f"sha256:{d}" for p, (d, _) in files.items()})
+    hint = f" Or copy the study into {root} (files are verified by hash), or set ${BASE_URL_ENV} to a mirror."
+    for path, (_, size) in files.items():
+        downloader = BoundedDownloader(
+            expected_size=size, timeout=timeout, min_speed=min_speed, total_timeout=total_timeout, mirror_hint=hint
+        )
+        if progress and not (root / path).is_file():
+            print(f"downloading {base}{path} ({size} bytes)")
         try:
             fetcher.fetch(path, downloader=downloader)
         except ValueError as error:
@@ -150,10 +504,4 @@ def fetch_head_ct(
                 "the download was corrupted or the server holds another file; nothing was kept. Try again "
                 "or point base_url at a trusted copy."
             ) from None
-        except OSError as error:  # requests' connection and HTTP errors are OSErrors
-            raise DownloadError(
-                f"could not download {base}{path}: {error}. Are you offline? Connect, or copy the study "
-                f"into {root} (files are verified by hash), or set ${BASE_URL_ENV} to a mirror.",
-                f"{base}{path}",
-            ) from error
     return root / study.prefix.rstrip("/")

@@ -21,13 +21,17 @@ import argparse
 import html
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 NOTEBOOKS = Path(__file__).resolve().parent
 REPO = NOTEBOOKS.parent
 CELL_TIMEOUT_S = 120
+# what the notebooks write beside themselves (07 copies the sample data set there)
+WORK = NOTEBOOKS / "tutorial-work"
 
 
 def find_notebooks(only: list[str] | None = None) -> list[Path]:
@@ -119,6 +123,35 @@ def write_index(out: Path, rows: list[tuple[Path, bool, float, str]]) -> Path:
     return index
 
 
+def run_all(notebooks: list[Path], out: Path) -> list[tuple[Path, bool, float, str]]:
+    """Run the notebooks; remove the temporary folders and the ``tutorial-work/`` they leave behind.
+
+    The kernels inherit ``TMPDIR`` pointing at one scratch folder (their ``tempfile.mkdtemp()``
+    calls land there), which is deleted afterwards, as is ``notebooks/tutorial-work/`` unless
+    it was there before the run.
+    """
+    work_existed = WORK.exists()
+    saved_tmpdir = os.environ.get("TMPDIR")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ctexplore-tutorials-") as scratch:
+        os.environ["TMPDIR"] = scratch
+        tempfile.tempdir = None  # forget the cached default so that children and we agree
+        try:
+            for path in notebooks:
+                ok, seconds, goal = run_notebook(path, out)
+                rows.append((path, ok, seconds, goal))
+                print(f"{path.stem:<24} {seconds:6.1f} s  {'ok' if ok else 'FAILED'}", flush=True)
+        finally:
+            if saved_tmpdir is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = saved_tmpdir
+            tempfile.tempdir = None
+    if not work_existed and WORK.exists():
+        shutil.rmtree(WORK)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -145,11 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"sample study: {datasets.sample_study()}")
 
-    rows = []
-    for path in notebooks:
-        ok, seconds, goal = run_notebook(path, out)
-        rows.append((path, ok, seconds, goal))
-        print(f"{path.stem:<24} {seconds:6.1f} s  {'ok' if ok else 'FAILED'}", flush=True)
+    rows = run_all(notebooks, out)
     index = write_index(out, rows)
     failed = [p.name for p, ok, _, _ in rows if not ok]
     print(f"{len(rows) - len(failed)} of {len(rows)} notebooks ok; open {index}")

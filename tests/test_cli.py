@@ -125,7 +125,7 @@ def test_scan_prints_series_and_skipped_files(dataset, capsys):
     assert main(["scan", str(dataset.root)]) == 0
     out = capsys.readouterr().out
     assert "CT THIN" in out and "CT TILT" in out
-    assert "README.txt" in out and "files skipped" in out
+    assert "README.txt" in out and "\n1 file skipped:" in out
 
 
 def test_sample_writes_a_data_set_that_preprocesses(tmp_path, capsys):
@@ -176,3 +176,99 @@ def test_preprocess_help_states_exit_statuses_and_resume(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "Exit status: 0 all done, 1 a series failed" in text and "already done" in text
     assert "--hu-dtype {int16,float32}" in text
+
+
+# ---- newcomer traps (issue #12 item 12) ----------------------------------------------------------
+
+
+def test_version_prints_the_package_version(capsys):
+    import ctexplore
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"ctexplore {ctexplore.__version__}"
+
+
+def test_an_existing_file_as_output_gets_a_clear_message(clean_dataset, tmp_path, capsys):
+    target = tmp_path / "out.npz"
+    target.write_text("mine")
+    assert main(["preprocess", str(clean_dataset.root), str(target), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"OUTPUT {target} is an existing file, not a folder" in err and "Errno" not in err
+    assert target.read_text() == "mine"
+
+
+def test_an_existing_file_as_sample_dest_gets_a_clear_message(tmp_path, capsys):
+    target = tmp_path / "data"
+    target.write_text("mine")
+    assert main(["sample", str(target), "--patients", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "DEST" in err and "is an existing file, not a folder" in err and "Errno" not in err
+
+
+def test_a_folder_as_scan_table_file_gets_a_clear_message(dataset, tmp_path, capsys):
+    assert main(["scan", str(dataset.root), "--csv", str(tmp_path)]) == 2
+    assert f"--csv {tmp_path} is an existing folder" in capsys.readouterr().err
+
+
+def test_failure_messages_name_the_flag_not_the_python_argument(tmp_path, capsys):
+    from ctexplore.phantom import write_series
+
+    write_series(
+        tmp_path / "data" / "P1" / "CT UNEVEN",
+        n_slices=6,
+        matrix=32,
+        slice_positions=[0.0, 5.0, 10.0, 20.0, 25.0, 30.0],
+        patient_id="P1",
+        series_description="CT UNEVEN",
+    )
+    arguments = ["preprocess", str(tmp_path / "data"), str(tmp_path / "out"), "--spacing", "4", "--no-progress"]
+    assert main([*arguments, "--workers", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "use --on-uneven resample" in err, err
+    assert "on_uneven=" not in err
+    assert main([*arguments, "--workers", "1", "--on-uneven", "resample"]) == 0  # the advice works
+
+
+def test_scan_of_an_empty_folder_exits_1_with_a_hint(tmp_path, capsys):
+    assert main(["scan", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "no image series found" in err and "no files at all" in err and "sub-folders are searched" in err
+
+
+def test_scan_of_a_folder_without_images_exits_1_and_counts_in_good_grammar(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("no images here\n")
+    assert main(["scan", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "1 file skipped:" in captured.out and "1 files" not in captured.out
+    assert "(1 file, none a DICOM image)" in captured.err
+
+
+def test_workers_run_from_the_folder_holding_a_clone_named_ctexplore(clean_dataset, tmp_path):
+    """There the clone shadows the installed package as a namespace package; workers used to fail with
+    ``ImportError: cannot import name '__version__' from 'ctexplore' (unknown location)``."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "ctexplore").symlink_to(root)
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import ctexplore.cli; print(ctexplore.cli.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=environment,
+    )
+    if probe.returncode or not Path(probe.stdout.strip()).resolve().is_relative_to(root):
+        pytest.skip(f"this checkout is not the installed ctexplore ({probe.stdout.strip() or probe.stderr[-200:]})")
+    completed = subprocess.run(
+        [sys.executable, "-m", "ctexplore", "preprocess", str(clean_dataset.root), "out", "--spacing", "4"]
+        + ["--workers", "2", "--no-progress"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=environment,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert SUMMARY.search(completed.stdout).groups() == ("2", "2", "0")

@@ -141,3 +141,112 @@ class TestFiles:
             assert {entry.compress_type for entry in archive.infolist()} == {zipfile.ZIP_STORED}
         with np.load(path, allow_pickle=False) as data:
             np.testing.assert_array_equal(data["hu"], vol.hu)
+
+
+def _write_raw_npz(path, arrays, *, allow_pickle=False):
+    """A .npz written by numpy itself, holding whatever the test needs."""
+    np.savez(path, allow_pickle=allow_pickle, **arrays)
+    return path
+
+
+def _valid_arrays(**changes):
+    arrays = {
+        "hu": np.zeros((2, 3, 4), np.int16),
+        "affine": np.eye(4),
+        "spacing": np.ones(3),
+        "provenance": np.array(json.dumps({"files": ["a.dcm"], "meta": {}})),
+    }
+    arrays.update(changes)
+    return arrays
+
+
+class TestLoadNpzRefusesBadFiles:
+    def test_a_valid_raw_file_loads(self, tmp_path):
+        volume, extras = load_npz(_write_raw_npz(tmp_path / "ok.npz", _valid_arrays()))
+        assert volume.shape == (2, 3, 4) and extras["provenance"]["files"] == ["a.dcm"]
+
+    def test_a_header_claiming_more_than_the_data_is_refused_before_allocating(self, tmp_path):
+        import tracemalloc
+
+        path = tmp_path / "bomb.npz"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for key, array in _valid_arrays().items():
+                if key == "hu":
+                    with archive.open("hu.npy", "w") as stream:
+                        np.lib.format.write_array_header_1_0(
+                            stream, {"descr": "<i2", "fortran_order": False, "shape": (1024, 1024, 1024)}
+                        )
+                        stream.write(bytes(2 * 1024**2))
+                else:
+                    with archive.open(f"{key}.npy", "w") as stream:
+                        np.lib.format.write_array(stream, array)
+        assert path.stat().st_size < 2 * 1024**2
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError, match=r"'hu' claims shape \(1024, 1024, 1024\) of int16"):
+                load_npz(path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 64 * 1024**2, f"allocated {peak} bytes for a {path.stat().st_size}-byte file"
+
+    def test_arrays_larger_than_max_bytes_are_refused(self, tmp_path):
+        path = save_npz(Volume(np.zeros((16, 64, 64), np.int16), np.eye(4)), tmp_path / "scan.npz")
+        with pytest.raises(ValueError, match=r"need \d+ bytes in memory, more than max_bytes=100000"):
+            load_npz(path, max_bytes=100_000)
+        assert load_npz(path, max_bytes=200_000)[0].shape == (16, 64, 64)
+
+    @pytest.mark.parametrize(
+        ("key", "array", "message"),
+        [
+            ("hu", np.zeros((2, 3, 4), np.complex64), "'hu' has dtype complex64"),
+            ("hu", np.zeros((2, 3, 4), "S2"), "'hu' has dtype"),
+            ("affine", np.eye(4, dtype=np.int64), "'affine' has dtype int64"),
+            ("affine", np.eye(3), r"'affine' has shape \(3, 3\), expected \(4, 4\)"),
+            ("hu", np.zeros((2, 3), np.int16), "'hu' must be 3-D"),
+            ("padding", np.zeros((2, 3, 5), bool), r"'padding' has shape \(2, 3, 5\)"),
+            ("processed", np.zeros((2, 2, 3, 5), np.float32), "'processed' of shape"),
+            ("extra", np.zeros(3), r"unexpected keys \['extra'\]"),
+        ],
+    )
+    def test_unexpected_dtypes_shapes_and_keys_are_refused(self, tmp_path, key, array, message):
+        path = _write_raw_npz(tmp_path / "bad.npz", _valid_arrays(**{key: array}))
+        with pytest.raises(ValueError, match=message) as caught:
+            load_npz(path)
+        assert "bad.npz" in str(caught.value)
+
+    def test_object_arrays_are_refused_without_unpickling(self, tmp_path):
+        path = _write_raw_npz(
+            tmp_path / "pickled.npz", _valid_arrays(hu=np.array([{"a": 1}], dtype=object)), allow_pickle=True
+        )
+        with pytest.raises(ValueError, match="'hu' holds Python objects"):
+            load_npz(path)
+
+    @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+    def test_non_finite_affines_are_refused(self, tmp_path, bad):
+        affine = np.eye(4)
+        affine[0, 3] = bad
+        path = _write_raw_npz(tmp_path / "nan.npz", _valid_arrays(affine=affine))
+        with pytest.raises(ValueError, match="'affine' holds NaN or infinite values"):
+            load_npz(path)
+
+    @pytest.mark.parametrize(
+        ("text", "message"),
+        [
+            ("{not json", "'provenance' is not valid JSON"),
+            ("[1, 2]", "'provenance' must be a JSON object, got list"),
+            ('{"files": 3}', "provenance 'files' must be a list of file names"),
+            ('{"files": [1]}', "provenance 'files' must be a list of file names"),
+            ('{"meta": "x"}', "provenance 'meta' must be a JSON object"),
+        ],
+    )
+    def test_malformed_provenance_gets_a_clear_error(self, tmp_path, text, message):
+        path = _write_raw_npz(tmp_path / "prov.npz", _valid_arrays(provenance=np.array(text)))
+        with pytest.raises(ValueError, match=message):
+            load_npz(path)
+
+    def test_a_file_that_is_not_a_zip(self, tmp_path):
+        path = tmp_path / "text.npz"
+        path.write_text("hello")
+        with pytest.raises(ValueError, match="text.npz is not a .npz file"):
+            load_npz(path)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import socket
+import struct
 import threading
+import time
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from ctexplore.datasets import ChecksumError, DownloadError
-from ctexplore.fetch import HEAD_CT_STUDIES, fetch_head_ct, read_registry
+from ctexplore.fetch import HEAD_CT_STUDIES, BoundedDownloader, fetch_head_ct, read_registry
 
 GE = Path(os.environ.get("CTEXPLORE_TEST_DATA", "/nonexistent")) / "head-ct-ge"
 needs_ge = pytest.mark.skipif(not GE.is_dir(), reason="CTEXPLORE_TEST_DATA/head-ct-ge not available")
@@ -91,3 +94,223 @@ def test_offline_error_names_the_url_and_the_remedy(tmp_path):
 def test_unknown_study_lists_the_known_ones(tmp_path):
     with pytest.raises(ValueError, match="ge-hispeed-head"):
         fetch_head_ct("siemens", tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# hostile servers: each answers the first file of the GE study (526228 bytes in the registry)
+# --------------------------------------------------------------------------------------------
+
+FIRST_FILE = "In/GE/01.dcm"
+FIRST_SIZE = read_registry("dcm_qa_ct.txt")[FIRST_FILE][1]
+
+
+class _HostileHandler(BaseHTTPRequestHandler):
+    """Misbehaves as ``server.mode`` says; counts the body bytes it managed to send."""
+
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, data: bytes) -> None:
+        self.wfile.write(data)
+        self.wfile.flush()
+        self.server.sent += len(data)
+
+    def do_GET(self):
+        self.server.paths.append(self.path)
+        mode = self.server.mode
+        zeros = bytes(64 * 1024)
+        try:
+            if mode == "trickle-headers":
+                for byte in b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\n":
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.5)
+                return
+            if mode == "redirect":
+                self.send_response(302)
+                self.send_header("Location", self.server.location)
+                self.end_headers()
+                return
+            self.send_response(200)
+            if mode == "huge-length":
+                self.send_header("Content-Length", str(10**12))
+            elif mode in ("cut", "trickle", "reset"):
+                self.send_header("Content-Length", str(FIRST_SIZE))
+            elif mode == "gzip":
+                body = gzip.compress(bytes(FIRST_SIZE * 4))
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if mode in ("endless", "huge-length"):
+                while self.server.sent < 64 * FIRST_SIZE:  # far beyond any limit, yet finite
+                    self._send(zeros)
+            elif mode == "gzip":
+                self._send(body)
+            elif mode == "cut":
+                self._send(zeros[:1000])
+            elif mode == "reset":
+                self._send(zeros[:1000])
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif mode == "trickle":
+                for _ in range(60):
+                    self._send(b"\0")
+                    time.sleep(0.5)
+        except (BrokenPipeError, ConnectionResetError):  # the client hung up: what a bounded client does
+            pass
+
+
+@pytest.fixture
+def hostile():
+    """A factory of local servers misbehaving in one way each."""
+    started = []
+
+    def start(mode: str, location: str = ""):
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _HostileHandler)
+        httpd.daemon_threads = True
+        httpd.mode, httpd.location, httpd.sent, httpd.paths = mode, location, 0, []
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        started.append(httpd)
+        return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/"
+
+    yield start
+    for httpd in started:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _cached_first_file(dest: Path) -> Path:
+    return dest / "ge-hispeed-head" / FIRST_FILE
+
+
+class TestHostileServers:
+    def test_an_endless_body_stops_at_the_registry_size(self, hostile, tmp_path):
+        httpd, url = hostile("endless")
+        with pytest.raises(DownloadError, match=f"more than {FIRST_SIZE} bytes") as caught:
+            fetch_head_ct("ge-hispeed-head", tmp_path, base_url=url, timeout=5)
+        assert "resume" not in str(caught.value)
+        assert not _cached_first_file(tmp_path).exists()
+        assert list(_cached_first_file(tmp_path).parent.iterdir()) == []  # pooch's temporary is gone too
+
+    def test_a_huge_content_length_is_refused_before_the_body(self, hostile, tmp_path):
+        httpd, url = hostile("huge-length")
+        with pytest.raises(DownloadError, match=f"announces {10**12} bytes but the registry says"):
+            fetch_head_ct("ge-hispeed-head", tmp_path, base_url=url, timeout=5)
+        assert not _cached_first_file(tmp_path).exists()
+
+    def test_a_huge_content_length_is_refused_without_a_registry_size(self, hostile, tmp_path):
+        httpd, url = hostile("huge-length")
+        with pytest.raises(DownloadError, match="more than the limit of 1000000"):
+            BoundedDownloader(max_bytes=10**6, timeout=5)(url + "x.zip", tmp_path / "x.zip")
+
+    def test_an_endless_body_without_a_known_size_stops_at_max_bytes(self, hostile, tmp_path):
+        httpd, url = hostile("endless")
+        with pytest.raises(DownloadError, match="more than 1000000 bytes"):
+            BoundedDownloader(max_bytes=10**6, timeout=5)(url + "x.zip", tmp_path / "x.zip")
+        assert (tmp_path / "x.zip").stat().st_size <= 10**6
+
+    def test_a_trickling_body_times_out_with_a_clear_message(self, hostile, tmp_path):
+        httpd, url = hostile("trickle")
+        with pytest.raises(DownloadError, match="too slow: .* below 1024 bytes/s"):
+            fetch_head_ct("ge-hispeed-head", tmp_path, base_url=url, timeout=1.5)
+        assert httpd.sent < 20  # gave up after a few seconds, not after the whole file
+
+    def test_trickling_headers_time_out(self, hostile, tmp_path):
+        httpd, url = hostile("trickle-headers")
+        with pytest.raises(DownloadError, match="did not send its answer's headers within 1 s"):
+            fetch_head_ct("ge-hispeed-head", tmp_path, base_url=url, timeout=1)
+
+    def test_a_total_time_limit_ends_a_download(self, hostile, tmp_path):
+        httpd, url = hostile("trickle")
+        with pytest.raises(DownloadError, match="longer than 2 s"):
+            fetch_head_ct("ge-hispeed-head", tmp_path, base_url=url, timeout=30, min_speed=0, total_timeout=2)
+
+    def test_gzip_content_encoding_is_refused_and_nothing_expands(self, hostile, tmp_path):
+        httpd, url = hostile("gzip")
+        with pytest.raises(DownloadError, match="Content-Encoding 'gzip'") as caught:
+            fetch_head_ct("ge-hispeed-head", tmp_path, base_url=url, timeout=5)
+        assert "resume" not in str(caught.value)
+        assert not _cached_first_file(tmp_path).exists()
+
+    def test_identity_encoding_is_asked_for(self, server_headers, tmp_path):
+        fetch_url, headers = server_headers
+        with pytest.raises(DownloadError):
+            fetch_head_ct("ge-hispeed-head", tmp_path, base_url=fetch_url, timeout=5)
+        assert headers[0].get("Accept-Encoding") == "identity"
+
+    def test_a_redirect_to_another_host_is_not_followed(self, hostile, tmp_path):
+        other, other_url = hostile("endless")
+        elsewhere = other_url.replace("127.0.0.1", "localhost") + FIRST_FILE
+        _, url = hostile("redirect", location=elsewhere)
+        with pytest.raises(DownloadError, match="redirects to another host") as caught:
+            fetch_head_ct("ge-hispeed-head", tmp_path, base_url=url, timeout=5)
+        assert elsewhere in str(caught.value)
+        assert other.paths == []
+
+    def test_a_cut_connection_is_called_a_cut_connection(self, hostile, tmp_path):
+        _, url = hostile("cut")
+        with pytest.raises(DownloadError, match=f"was cut after 1000 of {FIRST_SIZE} bytes") as caught:
+            fetch_head_ct("ge-hispeed-head", tmp_path, base_url=url, timeout=5)
+        assert "offline" not in str(caught.value)
+        assert not _cached_first_file(tmp_path).exists()
+
+    def test_a_reset_connection_is_called_a_cut_connection(self, hostile, tmp_path):
+        _, url = hostile("reset")
+        with pytest.raises(DownloadError, match="was cut") as caught:
+            fetch_head_ct("ge-hispeed-head", tmp_path, base_url=url, timeout=5)
+        assert "offline" not in str(caught.value)
+
+
+@pytest.fixture
+def server_headers():
+    """A server answering 404 that records the request headers it got."""
+    headers: list[dict[str, str]] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            headers.append({**self.headers, "path": self.path})
+            self.send_error(404)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/", headers
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class TestCacheNameClashes:
+    def test_a_file_where_the_study_folder_goes(self, tmp_path):
+        (tmp_path / "ge-hispeed-head").write_text("mine")
+        with pytest.raises(NotADirectoryError, match="ge-hispeed-head is a file"):
+            fetch_head_ct("ge-hispeed-head", tmp_path, base_url="http://127.0.0.1:9/")
+        assert (tmp_path / "ge-hispeed-head").read_text() == "mine"
+
+    def test_a_file_where_a_subfolder_goes(self, tmp_path):
+        (tmp_path / "ge-hispeed-head" / "In").mkdir(parents=True)
+        (tmp_path / "ge-hispeed-head" / "In" / "GE").write_text("mine")
+        with pytest.raises(NotADirectoryError, match="GE is a file where the cache needs a folder"):
+            fetch_head_ct("ge-hispeed-head", tmp_path, base_url="http://127.0.0.1:9/")
+
+    def test_a_folder_where_a_file_goes(self, tmp_path):
+        _cached_first_file(tmp_path).mkdir(parents=True)
+        with pytest.raises(IsADirectoryError, match="01.dcm: a folder of that name is in the way"):
+            fetch_head_ct("ge-hispeed-head", tmp_path, base_url="http://127.0.0.1:9/")
+
+    def test_dest_below_a_file(self, tmp_path):
+        (tmp_path / "cache").write_text("mine")
+        with pytest.raises(NotADirectoryError, match="cache is a file, not a folder"):
+            fetch_head_ct("ge-hispeed-head", tmp_path / "cache", base_url="http://127.0.0.1:9/")
+
+
+def test_a_configured_http_proxy_is_used(server_headers, monkeypatch, tmp_path):
+    proxy_url, headers = server_headers  # answers 404 to whatever it is asked
+    monkeypatch.setenv("http_proxy", proxy_url)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with pytest.raises(DownloadError, match="404"):
+        fetch_head_ct("ge-hispeed-head", tmp_path, base_url="http://ct.example.invalid/data/", timeout=5)
+    assert headers[0]["path"] == "http://ct.example.invalid/data/In/GE/01.dcm"
