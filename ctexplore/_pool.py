@@ -72,9 +72,15 @@ class _Worker:
     ready: bool = False
 
 
+def _exit_on_terminate(signum: int, frame: Any) -> None:
+    # an exception, not the default instant death: temporary outputs are removed by their `finally`
+    raise SystemExit(128 + signum)
+
+
 def _worker_main(connection: Connection, function: Callable[[Any], Any], threads: int, warm: tuple[str, ...]) -> None:
     # Ctrl-C reaches the whole process group: the parent decides what stops, and records what finished
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_terminate)
     limit_threads(threads)
     for module in warm:  # imported once per worker, before the first task, while the parent still scans
         importlib.import_module(module)
