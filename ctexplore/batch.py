@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import socket
+import sys
 import time
 import warnings
 import zipfile
@@ -644,35 +645,31 @@ def _output_lock(target: Path) -> Iterator[None]:
     """Hold OUTPUT for one run: a second run into it stops at once, saying which run holds it.
 
     Without it the second run's start-up cleanup removes the first run's
-    temporary files and both write the same manifest. On POSIX the folder
-    itself is locked (``flock``: released by the kernel when the process ends,
-    however it ends, and nothing is left in OUTPUT); elsewhere a lock file in it.
+    temporary files and both write the same manifest. The lock belongs to the
+    open descriptor, so the system releases it when the run ends, however it
+    ends. On POSIX the folder itself is locked (``flock``), leaving nothing in
+    OUTPUT; on Windows, the first byte of a lock file in it.
     """
-    try:
+    if sys.platform == "win32":
+        import msvcrt
+
+        handle = os.open(target / ".ctexplore-preprocess.lock", os.O_RDWR | os.O_CREAT)
+        try:
+            msvcrt.locking(handle, msvcrt.LK_NBLCK, 1)
+            acquired = True
+        except OSError:
+            acquired = False
+    else:
         import fcntl
-    except ImportError:  # Windows
-        fcntl = None  # type: ignore[assignment]
-    if fcntl is not None:
+
         handle = os.open(target, os.O_RDONLY)
-        acquired = True
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            acquired = True
         except BlockingIOError:
             acquired = False
-        release = lambda: os.close(handle)  # noqa: E731 - closing the descriptor releases the lock
-    else:
-        from filelock import FileLock, Timeout
-
-        lock = FileLock(target / ".ctexplore-preprocess.lock", timeout=0)
-        try:
-            lock.acquire()
-            acquired = True
-        except Timeout:
-            acquired = False
-        release = lock.release
     if not acquired:
-        if fcntl is not None:
-            os.close(handle)
+        os.close(handle)
         try:
             holder = json.loads((target / _RUN_INFO_NAME).read_text())
             who = f"process {holder['pid']} on {holder['host']}, started {holder['started']}"
@@ -688,4 +685,4 @@ def _output_lock(target: Path) -> Iterator[None]:
         yield
     finally:
         (target / _RUN_INFO_NAME).unlink(missing_ok=True)
-        release()
+        os.close(handle)  # releases the lock
