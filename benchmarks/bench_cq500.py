@@ -43,9 +43,12 @@ SLICE = dict(matrix=512, pixel_spacing=(0.45, 0.45), noise=5.0, shuffle=True)
 
 
 def write_tree(studies: int, slices: int) -> Path:
-    """The CQ500-shaped tree, written once into the benchmark cache."""
-    from ctexplore.phantom import write_localizer, write_series
+    """The CQ500-shaped tree, written once into the benchmark cache.
 
+    The first study is written by the phantom writer; the others are its files
+    relabelled (patient, study, series, instance and frame-of-reference UIDs),
+    which is much faster than rasterising the head model again for each.
+    """
     root = CACHE / f"cq500-{studies}x{slices}"
     done = root / ".complete"
     recipe = repr((SLICE, slices))
@@ -53,41 +56,60 @@ def write_tree(studies: int, slices: int) -> Path:
         return root
     shutil.rmtree(root, ignore_errors=True)
     start = time.perf_counter()
-    thin_mm = 0.625
-    for number in range(1, studies + 1):
-        patient = f"CQ500-CT-{number}"
-        study = root / patient / "Unknown Study"
-        ids = dict(patient_id=patient, study_uid=f"1.2.826.0.1.3680043.8.498.{900 + number}", seed=number)
-        thin = dict(n_slices=slices, slice_spacing=thin_mm, first_position_z=-slices * thin_mm / 2)
-        write_series(study / THIN, series_number=2, series_description=THIN, file_prefix="T", **thin, **ids, **SLICE)
-        span = slices * thin_mm
-        write_series(
-            study / "CT PLAIN",
-            n_slices=max(2, round(span / 5.0)),
-            slice_spacing=5.0,
-            first_position_z=-span / 2,
-            series_number=3,
-            series_description="CT PLAIN",
-            file_prefix="P",
-            **ids,
-            **SLICE,
-        )
-        write_series(
-            study / "CT BONE",
-            n_slices=max(2, round(span / 2.5)),
-            slice_spacing=2.5,
-            first_position_z=-span / 2,
-            series_number=4,
-            series_description="CT 2.5mm BONE",
-            convolution_kernel="H70h",
-            file_prefix="B",
-            **ids,
-            **SLICE,
-        )
-        write_localizer(study / "SCOUT", matrix=512, pixel_spacing=0.5, **ids)
+    template = root / "CQ500-CT-1" / "Unknown Study"
+    _write_study(template, "CQ500-CT-1", slices)
+    for number in range(2, studies + 1):
+        _relabel_study(template, root / f"CQ500-CT-{number}" / "Unknown Study", f"CQ500-CT-{number}")
     done.write_text(recipe)
     print(f"wrote {studies} studies in {time.perf_counter() - start:.0f} s into {root}", flush=True)
     return root
+
+
+def _write_study(study: Path, patient: str, slices: int) -> None:
+    from ctexplore.phantom import write_localizer, write_series
+
+    thin_mm = 0.625
+    span = slices * thin_mm
+    ids = dict(patient_id=patient, study_uid="1.2.826.0.1.3680043.8.498.901", seed=1)
+    first = dict(first_position_z=-span / 2, **ids, **SLICE)
+    write_series(
+        study / THIN, n_slices=slices, slice_spacing=thin_mm, series_number=2, series_description=THIN, **first
+    )
+    thick = max(2, round(span / 5.0))
+    write_series(
+        study / "CT PLAIN", n_slices=thick, slice_spacing=5.0, series_number=3, series_description="CT PLAIN", **first
+    )
+    write_series(
+        study / "CT BONE",
+        n_slices=max(2, round(span / 2.5)),
+        slice_spacing=2.5,
+        series_number=4,
+        series_description="CT 2.5mm BONE",
+        convolution_kernel="H70h",
+        **first,
+    )
+    write_localizer(study / "SCOUT", matrix=512, pixel_spacing=0.5, **ids)
+
+
+def _relabel_study(template: Path, study: Path, patient: str) -> None:
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    new_uids: dict[str, str] = {}
+
+    def renamed(uid: str) -> str:
+        return new_uids.setdefault(uid, generate_uid())
+
+    for source in sorted(template.rglob("*.dcm")):
+        dataset = pydicom.dcmread(source)
+        dataset.PatientID = dataset.PatientName = patient
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
+            if keyword in dataset:
+                setattr(dataset, keyword, renamed(getattr(dataset, keyword)))
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+        target = study / source.relative_to(template)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        dataset.save_as(target, enforce_file_format=True)
 
 
 OURS = """
