@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -108,7 +109,13 @@ def start_cli(source: Path, output: Path, *extra: str) -> subprocess.Popen[str]:
     """``python -m ctexplore preprocess`` as a user runs it, in its own process."""
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
     command = [sys.executable, "-m", "ctexplore", "preprocess", str(source), str(output), "--no-progress", *extra]
-    return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_no_core_files
+    )
+
+
+def _no_core_files() -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a worker stopped with SIGABRT leaves no core file here
 
 
 def wait_until(condition, what: str, timeout: float = TIMEOUT_S):
