@@ -13,13 +13,17 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
+import sys
 import time
 import warnings
 import zipfile
+from collections import deque
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -32,7 +36,7 @@ from .pipeline import (
     recorded_options,
     remove_stale_temporaries,
 )
-from .selection import find_studies, parse_rule, select_series
+from .selection import find_studies, parse_rule, ranked_candidates, select_series
 from .series import Series, scan
 
 __all__ = ["preprocess", "ManifestRow", "Summary", "MANIFEST_COLUMNS", "ALREADY_DONE"]
@@ -83,6 +87,7 @@ class _TaskResult:
     warnings: str = ""
     output_shape: str = ""
     output_spacing: str = ""
+    worker_pid: int | None = None
 
 
 def _peak_rss_bytes() -> int | None:
@@ -108,12 +113,15 @@ def _run_task(task: _Task) -> _TaskResult:
             shape, spacing = _output_geometry(task.output)
         except DicomError as error:
             status, reason = "failed", str(error)
-        except Exception as error:  # recorded, not swallowed: the manifest shows type and message
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        # recorded, not swallowed: the manifest shows type and message; BaseException too, as some
+        # decoders raise one (pylibjpeg-rle's PanicException) that would otherwise end the worker
+        except BaseException as error:
             status, reason = "failed", f"{type(error).__name__}: {error}"
     text = " | ".join(dict.fromkeys(str(w.message) for w in caught))
-    return _TaskResult(
-        task.series.key, status, reason, time.perf_counter() - start, _peak_rss_bytes(), text, shape, spacing
-    )
+    seconds = time.perf_counter() - start
+    return _TaskResult(task.series.key, status, reason, seconds, _peak_rss_bytes(), text, shape, spacing, os.getpid())
 
 
 def _output_geometry(output: Path) -> tuple[str, str]:
@@ -130,7 +138,7 @@ def _output_geometry(output: Path) -> tuple[str, str]:
     else:
         import nibabel
 
-        image = nibabel.load(output)
+        image: Any = nibabel.load(output)
         shape, spacing = image.shape, tuple(float(v) for v in image.header.get_zooms())
     return "x".join(str(n) for n in shape), "x".join(f"{v:.4g}" for v in spacing)
 
@@ -185,6 +193,7 @@ class Summary:
     scan_seconds: float = 0.0
     process_seconds: float = 0.0
     peak_rss_bytes: dict[str, int] = field(default_factory=dict)
+    worker_peak_rss_bytes: dict[int, int] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         return sum(row.status == status for row in self.rows)
@@ -203,7 +212,7 @@ class Summary:
 
     @property
     def already_done(self) -> int:
-        return sum(row.status == "ok" and row.reason == ALREADY_DONE for row in self.rows)
+        return sum(row.status == "ok" and row.reason.startswith(ALREADY_DONE) for row in self.rows)
 
     def __str__(self) -> str:
         extras = []
@@ -281,8 +290,11 @@ def preprocess(
     options : PreprocessOptions, optional
         Default: 1 mm isotropic ``.npz`` with HU, affine and provenance.
     workers : int, optional
-        Local processes (default: one per core); 1 runs in this process.
-        Each task is one series, so a worker holds one series at a time.
+        Local worker processes (default: one per core), started before the
+        header scan so they are warm when it ends. Each gets one series at a
+        time, largest first; a worker that dies (a decoder's native abort, the
+        out-of-memory killer) costs only its series, recorded ``failed`` with
+        the cause, and is replaced.
     dask_address : str, optional
         Run the same tasks on a ``dask.distributed`` scheduler at this address
         (e.g. ``"tcp://10.0.0.5:8786"``) instead; its workers must see the
@@ -308,6 +320,15 @@ def preprocess(
     times) match, with reason ``"already done"``, and redoes it otherwise.
     Files that are not CT images are listed in ``OUTPUT/skipped_files.csv``.
 
+    When the series a rule chose for a study fails, the next candidate of the
+    rule (`ranked_candidates`) is processed instead: the failed row keeps its
+    reason, the replacement's reason says which series it replaces.
+
+    One run at a time holds ``OUTPUT`` (a lock file in it): a second run into
+    the same folder raises `BlockingIOError` naming the process that holds it.
+    After Ctrl-C (``KeyboardInterrupt``) the manifest records every output
+    that was complete as ``ok``, the rest as ``failed`` ("not run").
+
     Examples
     --------
     >>> import tempfile
@@ -327,28 +348,50 @@ def preprocess(
     options = options or PreprocessOptions()
     parse_rule(rule)
     _check_locations(source, target)
-    from .labels import cq500_labels, study_name
+    from .labels import cq500_labels
 
     reads = cq500_labels(labels) if labels is not None else None
-    findings = reads.findings if reads is not None else ()
     target.mkdir(parents=True, exist_ok=True)
+    with _output_lock(target):
+        runner = _start_runner(workers, dask_address)  # before the scan: local workers start while headers are read
+        try:
+            return _preprocess_locked(source, target, rule, options, workers, progress, reads, runner)
+        finally:
+            runner.close()
+
+
+def _preprocess_locked(
+    source: Path,
+    target: Path,
+    rule: str,
+    options: PreprocessOptions,
+    workers: int | None,
+    progress: bool,
+    reads: Any,
+    runner: _Runner,
+) -> Summary:
+    from .labels import study_name
+
+    findings = reads.findings if reads is not None else ()
     manifest = target / "manifest.csv"
     for table in (manifest, target / "skipped_files.csv"):
         remove_stale_temporaries(table)
 
     start = time.perf_counter()
-    index = scan(source, workers=workers if dask_address is None else None)
+    index = scan(source, workers=None if isinstance(runner, _DaskRunner) else workers)
     scan_seconds = time.perf_counter() - start
     _write_csv(target / "skipped_files.csv", ("path", "reason"), [(str(p), r) for p, r in index.skipped])
 
     rows: list[ManifestRow] = []
-    row_of: dict[str, ManifestRow] = {}
-    study_of: dict[str, int] = {}
-    tasks: list[_Task] = []
+    plan = _Plan(target, options)
     studies = find_studies(index)
     pending_per_study = [0] * len(studies)
+    tasks: list[_Task] = []
     for number, study in enumerate(studies):
         chosen, skipped = select_series(study.series, rule)
+        ranked, _ = ranked_candidates(study.series, rule)
+        chosen_keys = {series.key for series in chosen}
+        plan.fallbacks[number] = deque(series for series in ranked if series.key not in chosen_keys)
         reasons = {series.key: reason for series, reason in skipped}
         for series in study.series:
             row = ManifestRow.of(series)
@@ -357,56 +400,126 @@ def preprocess(
                 if name in reads.votes:
                     row.labels = reads.majority(name)
             rows.append(row)
+            plan.row_of[series.key] = row
+            plan.study_of[series.key] = number
             if series.key in reasons:
                 row.status, row.reason = "skipped", reasons[series.key]
                 continue
-            relative = output_name(series, options.suffix)
-            path = target / relative
-            row.output = relative
-            remove_stale_temporaries(path)
-            record = output_record(series, options)
-            if recorded_options(path) == json.loads(json.dumps(record)):
-                row.status, row.reason = "ok", ALREADY_DONE
-                continue
-            row_of[series.key] = row
-            study_of[series.key] = number
-            pending_per_study[number] += 1
-            tasks.append(_Task(series, path, options, record))
+            task = plan.task_or_done(series)
+            if task is not None:
+                pending_per_study[number] += 1
+                tasks.append(task)
     _write_manifest(manifest, rows, findings)
 
     summary = Summary(rows, list(index.skipped), manifest, scan_seconds=scan_seconds)
     start = time.perf_counter()
-    results = _run_tasks(tasks, workers, dask_address)
+    # largest first: the long series do not end up alone at the tail while the other workers idle
+    runner.submit(sorted(tasks, key=lambda task: -_task_size(task)))
     try:
         with _progress_bar(len(tasks), len(studies), pending_per_study, progress) as bar:
             last_write = time.monotonic()
-            for result in results:
-                row = row_of[result.key]
-                row.status, row.reason = result.status, result.reason
-                row.warnings, row.seconds = result.warnings, round(result.seconds, 3)
-                row.output_shape, row.output_spacing = result.output_shape, result.output_spacing
-                if result.status != "ok":
-                    row.output = ""
+            for result in runner.results():
+                row = plan.row_of[result.key]
+                _record(row, result)
                 if result.peak_rss_bytes is not None:
                     summary.peak_rss_bytes[result.key] = result.peak_rss_bytes
-                bar.series_done(study_of[result.key])
+                if result.worker_pid is not None and result.peak_rss_bytes is not None:
+                    peaks = summary.worker_peak_rss_bytes
+                    peaks[result.worker_pid] = max(peaks.get(result.worker_pid, 0), result.peak_rss_bytes)
+                plan.running.pop(result.key, None)
+                number = plan.study_of[result.key]
+                fallback = plan.fallback_after(result) if result.status != "ok" else None
+                if fallback is not None:
+                    runner.submit([fallback], first=True)
+                    bar.add_series(number)
+                bar.series_done(number)
                 if time.monotonic() - last_write > _MANIFEST_INTERVAL_S:
                     _write_manifest(manifest, rows, findings)
                     last_write = time.monotonic()
     finally:
-        close = getattr(results, "close", None)
-        if close is not None:
-            close()  # cancels what has not started and waits for running workers
-        for row in row_of.values():
-            if row.status == "pending":
-                row.status, row.reason, row.output = (
-                    "failed",
-                    "not run: the batch stopped early (interrupted, or the workers were unreachable)",
-                    "",
-                )
+        runner.close()  # stops what has not finished (after Ctrl-C) before the outputs are checked below
+        for key, task in plan.running.items():
+            _record_unfinished(plan.row_of[key], task)
         summary.process_seconds = time.perf_counter() - start
         _write_manifest(manifest, rows, findings)
     return summary
+
+
+def _task_size(task: _Task) -> int:
+    first = task.series.first
+    return task.series.n_images * (first.rows or 1) * (first.columns or 1)
+
+
+def _record(row: ManifestRow, result: _TaskResult) -> None:
+    replaced = row.reason if row.reason.startswith(_REPLACES) else ""
+    row.status, row.reason = result.status, result.reason
+    if replaced:
+        row.reason = f"{replaced}; {result.reason}" if result.reason else replaced
+    row.warnings, row.seconds = result.warnings, round(result.seconds, 3)
+    row.output_shape, row.output_spacing = result.output_shape, result.output_spacing
+    if result.status != "ok":
+        row.output = ""
+
+
+def _record_unfinished(row: ManifestRow, task: _Task) -> None:
+    """A series whose result never came back (Ctrl-C, lost workers): ok if its output is complete."""
+    if recorded_options(task.output) == json.loads(json.dumps(task.record)):
+        row.status = "ok"
+        row.reason = f"{row.reason}; {_FINISHED_UNCOLLECTED}" if row.reason else _FINISHED_UNCOLLECTED
+        row.output_shape, row.output_spacing = _output_geometry(task.output)
+    else:
+        row.status, row.output = "failed", ""
+        row.reason = "not run: the batch stopped early (interrupted, or the workers were unreachable)"
+
+
+_REPLACES = "replaces "
+_FINISHED_UNCOLLECTED = "output complete; the batch stopped before its result was collected"
+
+
+class _Plan:
+    """What a run must do: the row of every series, its study, the tasks in flight and each study's fallbacks."""
+
+    def __init__(self, target: Path, options: PreprocessOptions) -> None:
+        self.target, self.options = target, options
+        self.row_of: dict[str, ManifestRow] = {}
+        self.study_of: dict[str, int] = {}
+        self.fallbacks: dict[int, deque[Series]] = {}
+        self.running: dict[str, _Task] = {}
+
+    def task_or_done(self, series: Series) -> _Task | None:
+        """The task for `series`, or None when its output is already there from an earlier run."""
+        row = self.row_of[series.key]
+        relative = output_name(series, self.options.suffix)
+        path = self.target / relative
+        row.output = relative
+        remove_stale_temporaries(path)
+        record = output_record(series, self.options)
+        if recorded_options(path) == json.loads(json.dumps(record)):
+            row.status = "ok"
+            row.reason = f"{ALREADY_DONE}; {row.reason}" if row.reason.startswith(_REPLACES) else ALREADY_DONE
+            return None
+        row.status = "pending"
+        task = _Task(series, path, self.options, record)
+        self.running[series.key] = task
+        return task
+
+    def fallback_after(self, failed: _TaskResult) -> _Task | None:
+        """When a chosen series failed, the next candidate of its study's rule (recorded as replacing it)."""
+        queue = self.fallbacks.get(self.study_of[failed.key])
+        while queue:
+            series = queue.popleft()
+            row = self.row_of[series.key]
+            failed_row = self.row_of[failed.key]
+            row.reason = (
+                f"{_REPLACES}series {failed_row.series_number} {failed_row.series_description!r}, "
+                f"which failed (next candidate of the rule)"
+            )
+            task = self.task_or_done(series)
+            if task is not None:
+                return task
+            if row.status == "ok":
+                return None  # an earlier run already made this fallback
+        return None
 
 
 class _progress_bar:
@@ -424,6 +537,11 @@ class _progress_bar:
     def _postfix(self) -> str:
         return f"studies {self.studies_done}/{self.n_studies}"
 
+    def add_series(self, study: int) -> None:
+        """A fallback series joins the run."""
+        self.pending[study] += 1
+        self.bar.total += 1
+
     def series_done(self, study: int) -> None:
         self.pending[study] -= 1
         if self.pending[study] == 0:
@@ -438,51 +556,133 @@ class _progress_bar:
         self.bar.close()
 
 
-def _run_tasks(tasks: list[_Task], workers: int | None, dask_address: str | None) -> Iterator[_TaskResult]:
-    """Results in completion order: in this process, on a local process pool, or on a dask cluster."""
-    if not tasks:
-        return iter(())
+class _Runner(Protocol):
+    def submit(self, tasks: list[_Task], *, first: bool = False) -> None: ...
+    def results(self) -> Iterator[_TaskResult]: ...
+    def close(self) -> None: ...
+
+
+# Imported by each local worker before its first task (most of a cold worker's first-series time).
+_WARM_MODULES = ("ctexplore.pipeline", "ctexplore.reader", "ctexplore.export", "ctexplore.geometry", "pydicom")
+
+
+def _start_runner(workers: int | None, dask_address: str | None) -> _Runner:
     if dask_address is not None:
-        return _run_on_dask(tasks, dask_address)
+        return _DaskRunner(dask_address)
     workers = workers if workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    if workers == 1 or len(tasks) == 1:
-        return map(_run_task, tasks)
-    return _run_on_pool(tasks, min(workers, len(tasks)))
+    return _LocalRunner(workers)
 
 
-def _run_on_pool(tasks: list[_Task], workers: int) -> Iterator[_TaskResult]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+class _LocalRunner:
+    """Series on local worker processes (even for one worker: a native crash then costs one series, not the run)."""
 
-    # spawn, not fork: the parent may run threads (tqdm's monitor, a dask client) that fork would copy mid-lock
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_task, task): task for task in tasks}
+    def __init__(self, workers: int) -> None:
+        from ._pool import WorkerPool
+
+        self.pool = WorkerPool(_run_task, workers, warm=_WARM_MODULES)
+
+    def submit(self, tasks: list[_Task], *, first: bool = False) -> None:
+        self.pool.submit(tasks, first=first)
+
+    def results(self) -> Iterator[_TaskResult]:
+        from ._pool import WorkerDied
+
+        for task, outcome in self.pool.results():
+            if isinstance(outcome, WorkerDied):
+                yield _TaskResult(task.series.key, "failed", _death_reason(outcome, task), 0.0, None)
+            else:
+                yield outcome
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _death_reason(death: Any, task: _Task) -> str:
+    folder = task.series.first.path.parent
+    return (
+        f"{death} while reading, decoding or resampling this series ({task.series.n_images} files in {folder}); "
+        "a native crash (e.g. a decoder abort on a damaged or mislabelled compressed frame) or the out-of-memory "
+        "killer; the other series went on. Load it alone with ctexplore.load_series to see where it stops"
+    )
+
+
+class _DaskRunner:
+    """Series on a ``dask.distributed`` cluster; a lost worker becomes a failed series."""
+
+    def __init__(self, address: str) -> None:
+        from distributed import Client, as_completed
+
+        self.client = Client(address)
+        self.completed = as_completed()
+        self.task_of: dict[Any, _Task] = {}
+
+    def submit(self, tasks: list[_Task], *, first: bool = False) -> None:
+        for future, task in zip(self.client.map(_run_task, tasks, pure=False), tasks):
+            self.task_of[future.key] = task
+            self.completed.add(future)
+
+    def results(self) -> Iterator[_TaskResult]:
+        for future in self.completed:
+            task = self.task_of.pop(future.key)
+            try:
+                yield future.result()
+            except Exception as error:  # killed, out of memory, unreachable: that series fails, the rest go on
+                reason = f"worker lost: {type(error).__name__}: {error}"
+                yield _TaskResult(task.series.key, "failed", reason, 0.0, None)
+
+    def close(self) -> None:
+        self.completed.clear()
+        self.client.close()
+
+
+_RUN_INFO_NAME = ".ctexplore-preprocess.run"
+
+
+@contextmanager
+def _output_lock(target: Path) -> Iterator[None]:
+    """Hold OUTPUT for one run: a second run into it stops at once, saying which run holds it.
+
+    Without it the second run's start-up cleanup removes the first run's
+    temporary files and both write the same manifest. The lock belongs to the
+    open descriptor, so the system releases it when the run ends, however it
+    ends. On POSIX the folder itself is locked (``flock``), leaving nothing in
+    OUTPUT; on Windows, the first byte of a lock file in it.
+    """
+    if sys.platform == "win32":
+        import msvcrt
+
+        handle = os.open(target / ".ctexplore-preprocess.lock", os.O_RDWR | os.O_CREAT)
         try:
-            for future in as_completed(futures):
-                yield _result_or_failure(future, futures[future])
-        finally:
-            for future in futures:
-                future.cancel()
+            msvcrt.locking(handle, msvcrt.LK_NBLCK, 1)
+            acquired = True
+        except OSError:
+            acquired = False
+    else:
+        import fcntl
 
-
-def _run_on_dask(tasks: list[_Task], address: str) -> Iterator[_TaskResult]:
-    from distributed import Client, as_completed
-
-    with Client(address) as client:
-        futures = client.map(_run_task, tasks, pure=False)
-        task_of = {future.key: task for future, task in zip(futures, tasks)}
+        handle = os.open(target, os.O_RDONLY)
         try:
-            for future in as_completed(futures):
-                yield _result_or_failure(future, task_of[future.key])
-        finally:
-            client.cancel(futures)
-
-
-def _result_or_failure(future: Any, task: _Task) -> _TaskResult:
-    """The task's result; a worker that died (killed, out of memory) becomes a failed result."""
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            acquired = True
+        except BlockingIOError:
+            acquired = False
+    if not acquired:
+        os.close(handle)
+        try:
+            holder = json.loads((target / _RUN_INFO_NAME).read_text())
+            who = f"process {holder['pid']} on {holder['host']}, started {holder['started']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            who = "another process (its details are not written yet)"
+        raise BlockingIOError(
+            f"output folder {target} is in use by another ctexplore preprocess run ({who}); "
+            "wait for it to finish, or choose another output folder"
+        ) from None
     try:
-        return future.result()
-    except Exception as error:
-        return _TaskResult(task.series.key, "failed", f"worker lost: {type(error).__name__}: {error}", 0.0, None)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+        (target / _RUN_INFO_NAME).write_text(json.dumps(info))
+        yield
+    finally:
+        (target / _RUN_INFO_NAME).unlink(missing_ok=True)
+        os.close(handle)  # releases the lock
