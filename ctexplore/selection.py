@@ -24,6 +24,7 @@ __all__ = [
     "PRESETS",
     "find_studies",
     "kernel_class",
+    "contrast_evidence",
     "is_contrast",
     "parse_rule",
     "ranked_candidates",
@@ -108,6 +109,8 @@ _KERNEL_PATTERNS = [
     (re.compile(rf"(?:{name})", re.IGNORECASE), kind) for table in KERNEL_CLASSES.values() for name, kind in table
 ]
 _CONTRAST_WORDS = re.compile(r"\bPOST\b|CONTRAST|\bC\+|\bCE\b|\bCECT\b|ARTERIAL|VENOUS|\bANGIO|\bCTA\b", re.IGNORECASE)
+# (0018,0010) values that say no agent was given
+_NO_AGENT = re.compile(r"NONE|NO|N/?A|NIL|-+|0", re.IGNORECASE)
 _NONCONTRAST_WORDS = re.compile(r"PLAIN|NON[- ]?CON|WITHOUT|\bNC\b|\bC-|\bPRE\b", re.IGNORECASE)
 # CQ500 descriptions spell bone/lung reconstructions out when the kernel tag is absent or generic
 _SHARP_WORDS = re.compile(r"BONE|LUNG|SHARP|\bHR\b", re.IGNORECASE)
@@ -141,11 +144,46 @@ def kernel_class(kernel: str, description: str = "") -> str:
     return "sharp" if _SHARP_WORDS.search(description) else "unknown"
 
 
-def is_contrast(series: Series) -> bool:
-    """Whether a series is contrast-enhanced, as its description and (0008,0008) *Image Type* say.
+def contrast_evidence(series: Series) -> str:
+    """Why a series counts as contrast-enhanced, or ``""`` when nothing says so.
 
-    Words such as POST, CONTRAST, C+, ARTERIAL, ANGIO mean contrast unless the
-    description also says PLAIN / NON CONTRAST / WITHOUT.
+    (0018,0010) *Contrast/Bolus Agent* naming an agent (anything but empty,
+    NONE, NO, N/A) is the strongest sign. Without it, words in the description
+    or (0008,0008) *Image Type* such as POST, CONTRAST, C+, ARTERIAL, ANGIO
+    mean contrast, unless the description also says PLAIN / NON CONTRAST /
+    WITHOUT.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import pydicom
+    >>> from ctexplore import scan
+    >>> from ctexplore.phantom import write_series
+    >>> folder = tempfile.mkdtemp()
+    >>> written = write_series(folder, n_slices=2, matrix=8, series_description="HEAD")
+    >>> for path in written.files:
+    ...     ds = pydicom.dcmread(path)
+    ...     ds.ContrastBolusAgent = "OMNIPAQUE 350"
+    ...     ds.save_as(path)
+    >>> contrast_evidence(scan(folder)[0])
+    "(0018,0010) Contrast/Bolus Agent 'OMNIPAQUE 350'"
+    """
+    agent = series.first.contrast_agent
+    if agent and not _NO_AGENT.fullmatch(agent):
+        return f"(0018,0010) Contrast/Bolus Agent {agent!r}"
+    if _NONCONTRAST_WORDS.search(series.description):
+        return ""
+    for source, text in (
+        ("description", series.description),
+        ("(0008,0008) Image Type", "\\".join(series.first.image_type)),
+    ):
+        if _CONTRAST_WORDS.search(text):
+            return f"{source} {text!r}"
+    return ""
+
+
+def is_contrast(series: Series) -> bool:
+    """Whether a series is contrast-enhanced; `contrast_evidence` says why.
 
     Examples
     --------
@@ -157,8 +195,7 @@ def is_contrast(series: Series) -> bool:
     >>> is_contrast(scan(folder)[0])
     True
     """
-    text = " ".join((series.description, *series.first.image_type))
-    return bool(_CONTRAST_WORDS.search(text)) and not _NONCONTRAST_WORDS.search(series.description)
+    return bool(contrast_evidence(series))
 
 
 def _parse_term(term: str, rule: str) -> tuple[str, Any]:
@@ -228,8 +265,8 @@ def _term_rejects(series: Series, kind: str, argument: Any) -> str:
         return f"{series.n_images} images; rule wants {argument}"
     if kind == "description" and not argument.search(series.description):
         return f"description {series.description!r} does not match {argument.pattern!r}"
-    if kind == "noncontrast" and is_contrast(series):
-        return f"contrast-enhanced (description {series.description!r}); rule wants non-contrast"
+    if kind == "noncontrast" and (evidence := contrast_evidence(series)):
+        return f"contrast-enhanced ({evidence}); rule wants non-contrast"
     if kind == "kernel":
         kernel = series.first.convolution_kernel
         if isinstance(argument, str):
