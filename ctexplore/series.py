@@ -234,6 +234,35 @@ class SeriesIndex:
         """One summary dict per series (see `Series.summary`)."""
         return [s.summary() for s in self.series]
 
+    def to_pandas(self) -> Any:
+        """The index table (`table`) as a pandas DataFrame, one row per series.
+
+        pandas is optional: ``pip install pandas`` to use this.
+
+        Raises
+        ------
+        ImportError
+            pandas is not installed; the message says how to install it.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from ctexplore.phantom import write_series
+        >>> folder = tempfile.mkdtemp()
+        >>> _ = write_series(folder, n_slices=3, matrix=8, series_description="THIN")
+        >>> frame = scan(folder).to_pandas()
+        >>> frame[["description", "images", "plane"]].to_dict("records")
+        [{'description': 'THIN', 'images': 3, 'plane': 'axial'}]
+        """
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError(
+                "SeriesIndex.to_pandas needs pandas, which is not installed: run 'pip install pandas' "
+                "(or use SeriesIndex.table(), a list of dicts, without it)"
+            ) from None
+        return pandas.DataFrame(self.table())
+
     def __repr__(self) -> str:
         columns = ["description", "images", "plane", "matrix", "spacing_mm", "tilt_deg", "localizer"]
         rows = [[str(row[c]) for c in columns] for row in self.table()]

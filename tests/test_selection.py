@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from batch_data import write_dataset
 
@@ -94,3 +98,25 @@ class TestContrastAgent:
         write_series(tmp_path / "b", n_slices=2, matrix=8, series_description="CTA HEAD", series_number=2)
         by_number = {s.series_number: contrast_evidence(s) for s in scan(tmp_path).series}
         assert by_number == {1: "", 2: "description 'CTA HEAD'"}
+
+
+class TestToPandas:
+    def test_frame_holds_the_table_with_patient_and_folder(self, index):
+        pandas = pytest.importorskip("pandas")
+        frame = index.to_pandas()
+        assert isinstance(frame, pandas.DataFrame)
+        assert len(frame) == len(index.series)
+        assert frame.to_dict("records") == index.table()
+        assert {"patient", "folder", "images", "spacing_mm"} <= set(frame.columns)
+
+    def test_missing_pandas_says_how_to_install_it(self, index):
+        # A fresh interpreter where pandas cannot be imported (None in sys.modules blocks it).
+        script = (
+            "import sys; sys.modules['pandas'] = None\n"
+            "from ctexplore import scan\n"
+            f"scan({str(index.root)!r}).to_pandas()\n"
+        )
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=os.environ)
+        assert run.returncode == 1
+        assert "ImportError: SeriesIndex.to_pandas needs pandas" in run.stderr
+        assert "pip install pandas" in run.stderr
