@@ -168,8 +168,10 @@ def test_preprocess_cq500_rule_and_labels_fill_the_manifest(cq500_tree, tmp_path
 
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()
-    assert page.count("<figure>") == 2 and "data:image/png;base64," in page
-    assert sorted(p.name for p in (out / "report").iterdir())[:2] == ["0000_axial.png", "0000_sagittal.png"]
+    assert page.count("<figure ") == 2 and "data:image/png;base64," in page
+    pictures = sorted(p.name for p in (out / "report").iterdir())
+    assert pictures[0] == "distributions.png" and len(pictures) == 3  # and one thumbnail per chosen series
+    assert "CQ500CT0 CQ500CT0 s2 CT PLAIN THIN" in page
 
 
 def test_scan_csv_and_json_have_patient_and_folder(cq500_tree, tmp_path):
