@@ -126,7 +126,9 @@ def hu_flags(hu: np.ndarray, padding: np.ndarray | None = None) -> list[str]:
         return flags + ["every checked voxel is padding: no image to check"]
     if values.size > _MAX_CHECKED_VOXELS:
         values = values[:: values.size // _MAX_CHECKED_VOXELS + 1]
-    dark = values < _DARK_HU
+    low, high = _CT_SCALE_HU
+    # air: below -500 HU but not below the scale (those are flagged on their own)
+    dark = (values < _DARK_HU) & (values >= low - _BELOW_SCALE_MARGIN_HU)
     wrapped = float(np.mean(values >= _WRAPPED_HU))
     if wrapped > 0.1 and dark.mean() < 0.005:
         flags.append(
@@ -148,7 +150,6 @@ def hu_flags(hu: np.ndarray, padding: np.ndarray | None = None) -> list[str]:
                 f"air not near -1000 HU: the voxels below -500 HU centre on {air:.0f} HU; check (0028,1052) "
                 "Rescale Intercept and (0028,1053) Rescale Slope"
             )
-    low, high = _CT_SCALE_HU
     below = values < low - _BELOW_SCALE_MARGIN_HU
     if below.any():
         flags.append(
