@@ -15,7 +15,8 @@ The report reads either
   Nothing is written into the tree: the report goes to a separate folder.
 
 It writes ``report.html`` (pictures embedded as ``data:`` URIs: it opens
-offline, mailed or copied anywhere) and the same PNGs under ``report/``.
+offline, mailed or copied anywhere), the same PNGs under ``report/`` and the
+flags as ``report/flags.csv`` (patient, series, flag) for scripts.
 """
 
 from __future__ import annotations
@@ -487,7 +488,7 @@ means the series has flags (listed below).</p>
 def write_report(
     folder: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *, rule: str = "thinnest"
 ) -> Path:
-    """Write ``report.html`` (and its PNGs under ``report/``) for a data set; return its path.
+    """Write ``report.html`` (its PNGs and ``flags.csv`` under ``report/``) for a data set; return its path.
 
     Parameters
     ----------
@@ -560,6 +561,13 @@ def write_report(
     for name, png in written.items():
         with atomic_target(pictures / name) as temporary:
             temporary.write_bytes(png)
+    with (
+        atomic_target(pictures / "flags.csv") as temporary,
+        open(temporary, "w", newline="", encoding="utf-8") as stream,
+    ):
+        writer = csv.writer(stream)
+        writer.writerow(["patient", "series_number", "series_description", "status", "flag"])
+        writer.writerows([f.patient, f.series_number, f.description, f.status, flag] for f in facts for flag in f.flags)
     patients = len({f.patient for f in facts})
     status = Counter(f.status for f in facts)
     summary = (

@@ -170,7 +170,7 @@ def test_preprocess_cq500_rule_and_labels_fill_the_manifest(cq500_tree, tmp_path
     page = (out / "report.html").read_text()
     assert page.count("<figure ") == 2 and "data:image/png;base64," in page
     pictures = sorted(p.name for p in (out / "report").iterdir())
-    assert pictures[0] == "distributions.png" and len(pictures) == 3  # and one thumbnail per chosen series
+    assert pictures[:2] == ["distributions.png", "flags.csv"] and len(pictures) == 4  # a thumbnail per chosen series
     assert "CQ500CT0 CQ500CT0 s2 CT PLAIN THIN" in page
 
 

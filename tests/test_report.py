@@ -108,8 +108,11 @@ def test_each_quirk_is_flagged_on_its_series_and_only_there(tree_report, quirky_
 
 def test_report_writes_one_thumbnail_per_chosen_series_and_the_distributions(tree_report):
     pictures = sorted(p.name for p in (tree_report.parent / "report").iterdir())
-    assert pictures == ["distributions.png"] + [f"thumb_{n:04d}.png" for n in range(9)]
-    for name in pictures:
+    assert pictures == ["distributions.png", "flags.csv"] + [f"thumb_{n:04d}.png" for n in range(9)]
+    with open(tree_report.parent / "report" / "flags.csv", newline="") as stream:
+        listed = {(row["patient"], row["flag"].split(":")[0]) for row in csv.DictReader(stream)}
+    assert ("WRAPPED", "12-bit unsigned wrap-around") in listed and not any(p == "CLEAN" for p, _ in listed)
+    for name in pictures[2:] + pictures[:1]:
         assert (tree_report.parent / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = tree_report.read_text(encoding="utf-8")
     assert page.count('<figure class="flagged">') == 8 and page.count('<figure class="clean">') == 1
