@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,7 +174,9 @@ def cq500_labels(
     return Labels(findings, votes)
 
 
-def patient_split(names, labels: Labels, fractions=(0.7, 0.15, 0.15), stratify: str = "ICH") -> dict[str, str]:
+def patient_split(
+    names: Iterable[str], labels: Labels, fractions: Sequence[float] = (0.7, 0.15, 0.15), stratify: str = "ICH"
+) -> dict[str, str]:
     """Deterministic patient-level split into train/val/test, stratified by the majority of `stratify`.
 
     Examples
@@ -184,6 +187,16 @@ def patient_split(names, labels: Labels, fractions=(0.7, 0.15, 0.15), stratify: 
     (['test', 'train', 'val'], 14)
     """
     parts = ("train", "val", "test")
+    names = list(names)
+    if len(fractions) != len(parts) or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(
+            f"fractions must be three non-negative numbers (train, val, test) summing to 1, not {fractions}"
+        )
+    if stratify not in labels.findings:
+        raise ValueError(f"cannot stratify by {stratify!r}: reads.csv has the findings {list(labels.findings)}")
+    unknown = [n for n in names if n not in labels.votes]
+    if unknown:
+        raise ValueError(f"{len(unknown)} name(s) have no row in reads.csv, e.g. {unknown[0]!r}")
     out: dict[str, str] = {}
     for value in (0, 1):
         group = sorted(

@@ -276,7 +276,7 @@ def _distributions(facts: list[SeriesFacts]) -> bytes:
     chosen = [f.chosen for f in facts]
     figure = Figure(figsize=(10.5, 6.6), dpi=100)
     axes = figure.subplots(2, 3).ravel()
-    panels = (
+    panels: tuple[tuple[str, list[Any], bool], ...] = (
         ("slice thickness (0018,0050) [mm]", [f.thickness_mm for f in facts], True),
         ("slice spacing, median step [mm]", [f.spacing_mm for f in facts], True),
         ("gantry tilt [deg]", [None if f.tilt_deg is None else round(f.tilt_deg, 1) for f in facts], True),

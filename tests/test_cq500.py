@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import threading
+from collections import Counter
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -239,3 +240,19 @@ class TestReadsDownload:
         with pytest.raises(DownloadError, match=f"{url}/reads.csv"):
             fetch_cq500_reads(tmp_path / "c", base_url=url, timeout=5)
         assert not (tmp_path / "c" / READS_PIN).exists()
+
+
+def test_patient_split_is_stratified_and_refuses_bad_input(tmp_path):
+    labels = cq500_labels(write_reads(tmp_path / "reads.csv"))
+    many = type(labels)(labels.findings, {f"CQ500-CT-{i}": labels.votes[f"CQ500-CT-{i % 2}"] for i in range(40)})
+    split = patient_split(iter(many.votes), many)  # an iterator is read once
+    assert len(split) == 40
+    for ich in (0, 1):
+        group = [n for n in split if many.majority(n)["ICH"] == ich]
+        assert Counter(split[n] for n in group) == {"train": 14, "val": 3, "test": 3}
+    with pytest.raises(ValueError, match="summing to 1"):
+        patient_split(many.votes, many, fractions=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="cannot stratify by 'XYZ'"):
+        patient_split(many.votes, many, stratify="XYZ")
+    with pytest.raises(ValueError, match="no row in reads.csv, e.g. 'CQ500-CT-999'"):
+        patient_split(["CQ500-CT-999"], many)
