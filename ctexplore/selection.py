@@ -117,7 +117,7 @@ _SHARP_WORDS = re.compile(r"BONE|LUNG|SHARP|\bHR\b", re.IGNORECASE)
 
 _RULE_HELP = (
     "'thinnest', 'all', 'axial', 'noncontrast', 'kernel:soft', 'kernel:sharp', 'kernel:REGEX', "
-    "'slices:N', 'description:REGEX', 'cq500', combined with '&'"
+    "'slices:N', 'coverage:MM', 'description:REGEX', 'cq500', combined with '&'"
 )
 #: Named presets: plain, soft kernel, thinnest axial (CQ500 users' "plain thin" choice).
 PRESETS = {"cq500": "axial & noncontrast & kernel:soft & thinnest"}
@@ -210,6 +210,14 @@ def _parse_term(term: str, rule: str) -> tuple[str, Any]:
         if count < 1:
             raise ValueError(f"rule {rule!r}: N in 'slices:N' must be a positive whole number")
         return kind, count
+    if kind == "coverage" and argument:
+        try:
+            millimetres = float(argument)
+        except ValueError:
+            millimetres = -1.0
+        if not millimetres > 0:
+            raise ValueError(f"rule {rule!r}: MM in 'coverage:MM' must be a positive number of millimetres")
+        return kind, millimetres
     if kind in ("description", "kernel") and argument:
         if kind == "kernel" and argument in ("soft", "sharp"):
             return kind, argument
@@ -227,6 +235,8 @@ def parse_rule(rule: str) -> tuple[str, Any]:
     study, axial only), ``"all"``, ``"axial"``, ``"noncontrast"`` (see
     `is_contrast`), ``"kernel:soft"`` / ``"kernel:sharp"`` (see
     `kernel_class`) or ``"kernel:REGEX"``, ``"slices:N"`` (exactly N images),
+    ``"coverage:MM"`` (at least MM millimetres from the first to the last
+    slice, e.g. ``coverage:120`` for a whole head),
     ``"description:REGEX"`` (case-insensitive). Terms combine with ``&``
     (kind ``"and"``, argument the list of terms); ``"cq500"`` is the preset
     ``axial & noncontrast & kernel:soft & thinnest``.
@@ -240,7 +250,7 @@ def parse_rule(rule: str) -> tuple[str, Any]:
     >>> parse_rule("largest")
     Traceback (most recent call last):
     ...
-    ValueError: unknown series rule 'largest': use 'thinnest', 'all', 'axial', 'noncontrast', 'kernel:soft', 'kernel:sharp', 'kernel:REGEX', 'slices:N', 'description:REGEX', 'cq500', combined with '&'
+    ValueError: unknown series rule 'largest': use 'thinnest', 'all', 'axial', 'noncontrast', 'kernel:soft', 'kernel:sharp', 'kernel:REGEX', 'slices:N', 'coverage:MM', 'description:REGEX', 'cq500', combined with '&'
     """
     expanded = PRESETS.get(rule.strip(), rule)
     terms = [_parse_term(term, rule) for term in expanded.split("&")]
@@ -263,6 +273,11 @@ def _term_rejects(series: Series, kind: str, argument: Any) -> str:
         return f"{series.plane} series; rule '{kind}' takes axial series only"
     if kind == "slices" and series.n_images != argument:
         return f"{series.n_images} images; rule wants {argument}"
+    if kind == "coverage":
+        positions = series.slice_positions
+        extent = float(np.ptp(positions)) if positions.size > 1 and not np.isnan(positions).any() else 0.0
+        if extent < argument:
+            return f"covers {extent:.3g} mm from first to last slice; rule wants at least {argument:g} mm"
     if kind == "description" and not argument.search(series.description):
         return f"description {series.description!r} does not match {argument.pattern!r}"
     if kind == "noncontrast" and (evidence := contrast_evidence(series)):

@@ -47,7 +47,16 @@ class TestSelectSeries:
         assert [s.description for s in chosen] == ["SOFT"]
         assert "same slice spacing (5 mm) as series 2 'SOFT'" in skipped[0][1]
 
-    @pytest.mark.parametrize("rule", ["largest", "slices:0", "slices:x", "description:(", "thinnest:2"])
+    def test_coverage_rule_leaves_out_a_series_that_does_not_reach_across_the_head(self, tmp_path):
+        write_series(tmp_path, n_slices=30, slice_spacing=5.0, matrix=16, series_number=2, file_prefix="A")
+        write_series(tmp_path, n_slices=20, slice_spacing=1.0, matrix=16, series_number=3, file_prefix="B")
+        chosen, skipped = select_series(scan(tmp_path).series, "coverage:120 & thinnest")
+        assert [s.series_number for s in chosen] == [2]  # 145 mm; the thin one covers 19 mm only
+        assert skipped[0][1] == "covers 19 mm from first to last slice; rule wants at least 120 mm"
+
+    @pytest.mark.parametrize(
+        "rule", ["largest", "slices:0", "slices:x", "description:(", "thinnest:2", "coverage:0", "coverage:x"]
+    )
     def test_invalid_rules_are_refused(self, rule):
         with pytest.raises(ValueError, match="rule"):
             parse_rule(rule)
