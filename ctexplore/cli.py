@@ -64,13 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="thinnest",
         help="series to take from each study: thinnest (default; axial, smallest slice spacing), "
         "all, axial, noncontrast, kernel:soft|sharp|REGEX, slices:N (exactly N images), "
-        "description:REGEX (case-insensitive), terms combined with '&'; preset cq500 = "
-        "'axial & noncontrast & kernel:soft & thinnest'",
+        "coverage:MM (first to last slice), description:REGEX (case-insensitive), terms combined with '&'; "
+        "preset cq500 = 'axial & noncontrast & kernel:soft & thinnest'",
     )
     run.add_argument(
         "--labels",
         metavar="READS_CSV",
-        help="CQ500 reads.csv: majority vote per finding as manifest columns (ICH, SDH, ...)",
+        help="CQ500 reads.csv: majority vote per finding as manifest columns (ICH, SDH, ...); "
+        "'download' fetches it (SHA-256 pinned on first download)",
     )
     grid = run.add_mutually_exclusive_group()
     grid.add_argument(
