@@ -116,6 +116,10 @@ def hu_flags(hu: np.ndarray, padding: np.ndarray | None = None) -> list[str]:
     """
     flags = []
     values = np.asarray(hu)
+    if values.size > _MAX_CHECKED_VOXELS and values.ndim == 3:  # every k-th slice: no copy of a whole volume
+        step = values.size // _MAX_CHECKED_VOXELS + 1
+        values = values[::step]
+        padding = None if padding is None else padding[::step]
     if padding is not None and padding.any():
         flags.append(
             f"pixel padding covers {padding.mean():.0%} of the checked voxels (outside the scan field); "
@@ -125,8 +129,6 @@ def hu_flags(hu: np.ndarray, padding: np.ndarray | None = None) -> list[str]:
     values = values.ravel()
     if values.size == 0:
         return flags + ["every checked voxel is padding: no image to check"]
-    if values.size > _MAX_CHECKED_VOXELS:
-        values = values[:: values.size // _MAX_CHECKED_VOXELS + 1]
     low, high = _CT_SCALE_HU
     # air: below -500 HU but not below the scale (those are flagged on their own)
     dark = (values < _DARK_HU) & (values >= low - _BELOW_SCALE_MARGIN_HU)

@@ -195,3 +195,14 @@ def test_hu_flags_of_a_plain_head_are_empty_and_padding_is_left_out():
         "pixel padding covers 10% of the checked voxels (outside the scan field); left out of the HU checks"
     ]
     assert [flag.split(":")[0] for flag in hu_flags(head)] == ["values outside the scanner range"]
+
+
+def test_hu_flags_of_a_large_volume_check_every_kth_slice():
+    head = np.full((40, 256, 256), -1000, np.int16)  # 2.6 million voxels: more than the check reads
+    head[:, 64:192, 64:192] = 40
+    head[::2, 100, 100] = 3500  # metal in every other slice only
+    assert hu_flags(head) == []  # one voxel per slice is far below 0.1% of the voxels
+    assert [flag.split(":")[0] for flag in hu_flags(head % 4096)] == [
+        "12-bit unsigned wrap-around",
+        "values outside the scanner range",
+    ]
