@@ -168,7 +168,7 @@ def contrast_evidence(series: Series) -> str:
     >>> contrast_evidence(scan(folder)[0])
     "(0018,0010) Contrast/Bolus Agent 'OMNIPAQUE 350'"
     """
-    agent = series.first.contrast_agent
+    agent = series.contrast_agent
     if agent and not _NO_AGENT.fullmatch(agent):
         return f"(0018,0010) Contrast/Bolus Agent {agent!r}"
     if _NONCONTRAST_WORDS.search(series.description):

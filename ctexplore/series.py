@@ -118,6 +118,11 @@ class Series:
         return _transfer_syntax_name(self.first.transfer_syntax_uid)
 
     @property
+    def contrast_agent(self) -> str:
+        """(0018,0010) *Contrast/Bolus Agent* of the first image, "" when absent (see `selection.is_contrast`)."""
+        return self.first.contrast_agent
+
+    @property
     def is_localizer(self) -> bool:
         """Scout image: ImageType says LOCALIZER, or a lone image beside a stack."""
         return any(h.is_localizer for h in self.headers) or self.split_reason == "localizer"
@@ -170,6 +175,7 @@ class Series:
             "tilt_deg": round(self.tilt, 2),
             "localizer": self.is_localizer,
             "transfer_syntax": self.transfer_syntax,
+            "contrast_agent": self.contrast_agent,
             "patient": self.patient_id,
             "folder": str(self.first.path.parent),
         }

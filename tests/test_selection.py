@@ -84,6 +84,7 @@ class TestContrastAgent:
         fast = headers.read_header(written.files[0])[0]
         slow = headers._read_header_pydicom(written.files[0])[0]
         assert fast.contrast_agent == slow.contrast_agent == "OMNIPAQUE 350"
+        assert scan(tmp_path).table()[0]["contrast_agent"] == "OMNIPAQUE 350"  # carried to the series table
 
     def test_cq500_rule_leaves_out_the_series_whose_tag_names_an_agent(self, tmp_path):
         # Same description, kernel and spacing: only the tag tells them apart.
