@@ -71,6 +71,7 @@ class SeriesFacts:
     spacing_mm: float | None = None
     tilt_deg: float | None = None
     model: str = ""
+    contrast: str = ""  # the evidence for contrast enhancement (`ctexplore.selection.contrast_evidence`)
     flags: list[str] = field(default_factory=list)
     thumbnail: bytes | None = None
 
@@ -333,7 +334,7 @@ def _sample(series: Any) -> Volume:
 
 
 def _facts_from_tree(root: Path, rule: str) -> tuple[list[SeriesFacts], list[tuple[Path, str]]]:
-    from .selection import find_studies, select_series
+    from .selection import contrast_evidence, find_studies, select_series
     from .series import scan
 
     index = scan(root)
@@ -357,6 +358,7 @@ def _facts_from_tree(root: Path, rule: str) -> tuple[list[SeriesFacts], list[tup
                 spacing_mm=None if np.isnan(series.spacing_summary[1]) else series.spacing_summary[1],
                 tilt_deg=series.tilt,
                 model=_scanner_model(series.first.path),
+                contrast=contrast_evidence(series),
             )
             item.flags += _geometry_flags(np.diff(series.slice_positions), series.tilt)
             item.flags += _rescale_flag(
@@ -456,7 +458,7 @@ def _page(title: str, summary: str, facts: list[SeriesFacts], distributions: byt
     series_rows = "".join(
         f'<tr class="{"chosen" if f.chosen else "other"}">{cell(f.patient)}{cell(f.series_number)}'
         f"{cell(f.description)}{cell(f.images)}{cell(f.thickness_mm)}{cell(f.spacing_mm)}{cell(f.tilt_deg)}"
-        f"{cell(f.kernel)}{cell(f.model)}{cell(f.status)}{cell(f.reason)}</tr>"
+        f"{cell(f.kernel)}{cell(f.contrast)}{cell(f.model)}{cell(f.status)}{cell(f.reason)}</tr>"
         for f in facts
     )
     n_flagged = sum(1 for f in facts if f.flags)
@@ -481,7 +483,7 @@ means the series has flags (listed below).</p>
 <table id="flags"><tr><th>patient</th><th>series</th><th>flag</th></tr>{flag_rows}</table>
 <h2>Every series</h2>
 <table id="series"><tr><th>patient</th><th>#</th><th>description</th><th>images</th><th>thickness mm</th>
-<th>spacing mm</th><th>tilt deg</th><th>kernel</th><th>scanner</th><th>status</th><th>reason</th></tr>{series_rows}</table>
+<th>spacing mm</th><th>tilt deg</th><th>kernel</th><th>contrast</th><th>scanner</th><th>status</th><th>reason</th></tr>{series_rows}</table>
 <p>{skipped} file(s) were not CT images or could not be read (see <code>ctexplore scan</code> for the list).</p>
 </body></html>
 """

@@ -6,6 +6,7 @@ import csv
 import functools
 import hashlib
 import json
+import re
 import threading
 from collections import Counter
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -256,3 +257,15 @@ def test_patient_split_is_stratified_and_refuses_bad_input(tmp_path):
         patient_split(many.votes, many, stratify="XYZ")
     with pytest.raises(ValueError, match="no row in reads.csv, e.g. 'CQ500-CT-999'"):
         patient_split(["CQ500-CT-999"], many)
+
+
+def test_report_on_the_raw_tree_chooses_by_the_cq500_rule(cq500_tree, tmp_path):
+    assert main(["report", str(cq500_tree), "--out", str(tmp_path / "r"), "--rule", "cq500"]) == 0
+    page = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
+    captions = re.findall(r"<figcaption>([^<&]*)", page)
+    assert sorted(c.strip() for c in captions) == [
+        "CQ500CT0 CQ500CT0 s2 CT PLAIN THIN",
+        "CQ500CT1 CQ500CT1 s2 CT PLAIN THIN",
+    ]
+    assert page.count("<td>description &#x27;CT POST CONTRAST&#x27;</td>") == 2  # the contrast evidence column
+    assert "4 chosen" not in page and "2 chosen, 6 not chosen" in page
