@@ -62,6 +62,7 @@ _WANTED: dict[int, tuple[str, str, tuple[bytes, ...]]] = {
     0x00080060: ("Modality", "code", (b"CS",)),
     0x0008103E: ("SeriesDescription", "text", (b"LO",)),
     0x00100020: ("PatientID", "text", (b"LO",)),
+    0x00180010: ("ContrastBolusAgent", "text", (b"LO",)),
     0x00180050: ("SliceThickness", "decimal", (b"DS",)),
     0x00180088: ("SpacingBetweenSlices", "decimal", (b"DS",)),
     0x00181120: ("GantryDetectorTilt", "decimal", (b"DS",)),

@@ -80,8 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--csv", metavar="FILE", help="also write the whole table (patient and folder columns) as CSV")
     scan.add_argument("--json", metavar="FILE", help="also write the whole table as JSON")
 
-    report = commands.add_parser("report", help="write DIR/report.html for a preprocess output folder")
-    report.add_argument("folder", help="output folder of 'ctexplore preprocess'")
+    report = commands.add_parser(
+        "report", help="write report.html (thumbnails, distributions, flags) for a preprocess output or a DICOM tree"
+    )
+    report.add_argument("folder", help="output folder of 'ctexplore preprocess' (has manifest.csv), or a DICOM tree")
+    report.add_argument("--out", metavar="FOLDER", help="where to write (needed for a DICOM tree; default: FOLDER)")
+    report.add_argument("--rule", type=_rule, default="thinnest", help="DICOM tree: series to show per study")
 
     run = commands.add_parser(
         "preprocess",
@@ -104,13 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="thinnest",
         help="series to take from each study: thinnest (default; axial, smallest slice spacing), "
         "all, axial, noncontrast, kernel:soft|sharp|REGEX, slices:N (exactly N images), "
-        "description:REGEX (case-insensitive), terms combined with '&'; preset cq500 = "
-        "'axial & noncontrast & kernel:soft & thinnest'",
+        "coverage:MM (first to last slice), description:REGEX (case-insensitive), terms combined with '&'; "
+        "preset cq500 = 'axial & noncontrast & kernel:soft & thinnest'",
     )
     run.add_argument(
         "--labels",
         metavar="READS_CSV",
-        help="CQ500 reads.csv: majority vote per finding as manifest columns (ICH, SDH, ...)",
+        help="CQ500 reads.csv: majority vote per finding as manifest columns (ICH, SDH, ...); "
+        "'download' fetches it (SHA-256 pinned on first download)",
     )
     grid = run.add_mutually_exclusive_group()
     grid.add_argument(
@@ -326,7 +331,7 @@ def _run_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     try:
-        print(write_report(args.folder))
+        print(write_report(args.folder, args.out, rule=args.rule))
     except (OSError, ValueError) as error:
         print(f"ctexplore report: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -86,6 +86,7 @@ class SliceHeader:
     nominal_gantry_tilt: float | None = None
     convolution_kernel: str = ""
     spacing_between_slices: float | None = None
+    contrast_agent: str = ""  # (0018,0010) Contrast/Bolus Agent; "" when absent or empty
 
     @property
     def is_localizer(self) -> bool:
@@ -301,6 +302,7 @@ def _headers_from_dataset(
         nominal_gantry_tilt=_float_or_none(dataset.get("GantryDetectorTilt")),
         convolution_kernel=" ".join(str(v) for v in _as_list(dataset.get("ConvolutionKernel"))),
         spacing_between_slices=_float_or_none(dataset.get("SpacingBetweenSlices")),
+        contrast_agent=str(dataset.get("ContrastBolusAgent") or "").strip(),
     )
     frame_bytes = rows * columns * common["samples_per_pixel"] * bits_allocated // 8
     _check_counts(path, rows, columns, bits_allocated, bits_stored, frames, frame_bytes, syntax)

@@ -2,18 +2,28 @@
 
 ``reads.csv`` has one row per study, ``name`` (``CQ500-CT-N``), ``Category``
 and ``R1:ICH`` ... ``R3:MidlineShift`` (0/1 per reader and finding).
+`fetch_cq500_reads` downloads it beside the CQ500 studies and pins its SHA-256
+on first download (qure.ai publishes no checksum): every later call checks the
+file against that pin, so a changed or corrupted copy is noticed.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Labels", "cq500_labels", "patient_split", "study_name"]
+__all__ = ["Labels", "READS_PIN", "cq500_labels", "fetch_cq500_reads", "patient_split", "study_name"]
+
+logger = logging.getLogger(__name__)
+
+#: File beside the downloaded ``reads.csv`` that holds its pinned ``sha256:<hex>``.
+READS_PIN = "reads.csv.sha256"
 
 
 @dataclass(frozen=True)
@@ -42,8 +52,92 @@ def study_name(text: str) -> str | None:
     return f"CQ500-CT-{int(match.group(1))}" if match else None
 
 
-def cq500_labels(path: str | os.PathLike[str]) -> Labels:
-    """Read a CQ500 ``reads.csv``.
+def fetch_cq500_reads(
+    dest: str | os.PathLike[str] | None = None,
+    *,
+    base_url: str | None = None,
+    known_hash: str | None = None,
+    progress: bool = False,
+    timeout: float = 60.0,
+) -> Path:
+    """Download CQ500's ``reads.csv`` (once), verified against a pinned SHA-256; return its path.
+
+    The file comes from ``<base_url>/reads.csv`` (default: ``$CTEXPLORE_CQ500_URL``,
+    else `ctexplore.datasets.CQ500_BASE_URL`, where the study zips are) into
+    `dest`. The hash it is checked against is `known_hash` when given, else the
+    pin ``<dest>/reads.csv.sha256`` (`READS_PIN`). Without either (the first
+    download), the SHA-256 of what arrived is written to the pin: trust on
+    first use. Commit the pin's content next to your experiment (or pass it as
+    `known_hash`) to make a download on another machine prove it got the same
+    labels.
+
+    Parameters
+    ----------
+    dest : path-like, optional
+        Folder for ``reads.csv`` and its pin. Default: ``default_cache_dir() / "cq500"``.
+    base_url : str, optional
+    known_hash : str, optional
+        ``"sha256:<hex>"``; overrides the pin.
+    progress : bool, default False
+    timeout : float, default 60
+        Seconds to wait for the server.
+
+    Raises
+    ------
+    DownloadError
+        Offline or an HTTP error; the message names the URL.
+    ChecksumError
+        The file does not match the pin or `known_hash`; the message says which
+        pin to check or delete.
+
+    Examples
+    --------
+    >>> path = fetch_cq500_reads("/data/cq500")  # doctest: +SKIP
+    >>> (path.parent / READS_PIN).read_text()  # doctest: +SKIP
+    'sha256:...'
+    """
+    from ._atomic import atomic_target
+    from .datasets import CQ500_BASE_URL, CQ500_URL_ENV, ChecksumError, _download, default_cache_dir
+
+    root = Path(dest) if dest is not None else default_cache_dir() / "cq500"
+    pin = root / READS_PIN
+    pinned = pin.read_text(encoding="utf-8").strip() if pin.is_file() else None
+    expected = known_hash or pinned
+    url = f"{(base_url or os.environ.get(CQ500_URL_ENV) or CQ500_BASE_URL).rstrip('/')}/reads.csv"
+    try:
+        path = _download(url, root, "reads.csv", expected, progress=progress, timeout=timeout)
+    except ChecksumError as error:
+        where = "the known_hash given" if known_hash else f"the pin {pin} written at the first download"
+        raise ChecksumError(
+            f"{error} The hash came from {where}. If qure.ai changed reads.csv on purpose, delete {pin} "
+            "(and the old reads.csv) to pin the new one."
+        ) from None
+    if expected is None:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        root.mkdir(parents=True, exist_ok=True)
+        with atomic_target(pin) as temporary:
+            temporary.write_text(f"sha256:{digest}\n", encoding="utf-8")
+        logger.info("pinned %s at sha256:%s in %s", url, digest, pin)
+    return path
+
+
+def cq500_labels(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    dest: str | os.PathLike[str] | None = None,
+    base_url: str | None = None,
+    known_hash: str | None = None,
+) -> Labels:
+    """Read a CQ500 ``reads.csv``, given as a path, or downloaded when `path` is None or ``"download"``.
+
+    Downloads go through `fetch_cq500_reads` (with `dest`, `base_url` and
+    `known_hash`), which pins the file's SHA-256 on first download.
+
+    Raises
+    ------
+    ValueError
+        The file has no ``name`` column, or a vote that is not 0 or 1 (the
+        message names the file, line and column).
 
     Examples
     --------
@@ -54,6 +148,8 @@ def cq500_labels(path: str | os.PathLike[str]) -> Labels:
     >>> labels.majority("CQ500-CT-0"), labels.agreement("CQ500-CT-0", "ICH")
     ({'ICH': 1}, 2)
     """
+    if path is None or str(path) == "download":
+        path = fetch_cq500_reads(dest, base_url=base_url, known_hash=known_hash)
     path = Path(path)
     with open(path, newline="", encoding="utf-8-sig") as stream:
         reader = csv.DictReader(stream)
@@ -78,7 +174,9 @@ def cq500_labels(path: str | os.PathLike[str]) -> Labels:
     return Labels(findings, votes)
 
 
-def patient_split(names, labels: Labels, fractions=(0.7, 0.15, 0.15), stratify: str = "ICH") -> dict[str, str]:
+def patient_split(
+    names: Iterable[str], labels: Labels, fractions: Sequence[float] = (0.7, 0.15, 0.15), stratify: str = "ICH"
+) -> dict[str, str]:
     """Deterministic patient-level split into train/val/test, stratified by the majority of `stratify`.
 
     Examples
@@ -89,6 +187,16 @@ def patient_split(names, labels: Labels, fractions=(0.7, 0.15, 0.15), stratify: 
     (['test', 'train', 'val'], 14)
     """
     parts = ("train", "val", "test")
+    names = list(names)
+    if len(fractions) != len(parts) or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(
+            f"fractions must be three non-negative numbers (train, val, test) summing to 1, not {fractions}"
+        )
+    if stratify not in labels.findings:
+        raise ValueError(f"cannot stratify by {stratify!r}: reads.csv has the findings {list(labels.findings)}")
+    unknown = [n for n in names if n not in labels.votes]
+    if unknown:
+        raise ValueError(f"{len(unknown)} name(s) have no row in reads.csv, e.g. {unknown[0]!r}")
     out: dict[str, str] = {}
     for value in (0, 1):
         group = sorted(

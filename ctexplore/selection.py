@@ -24,6 +24,7 @@ __all__ = [
     "PRESETS",
     "find_studies",
     "kernel_class",
+    "contrast_evidence",
     "is_contrast",
     "parse_rule",
     "ranked_candidates",
@@ -108,13 +109,15 @@ _KERNEL_PATTERNS = [
     (re.compile(rf"(?:{name})", re.IGNORECASE), kind) for table in KERNEL_CLASSES.values() for name, kind in table
 ]
 _CONTRAST_WORDS = re.compile(r"\bPOST\b|CONTRAST|\bC\+|\bCE\b|\bCECT\b|ARTERIAL|VENOUS|\bANGIO|\bCTA\b", re.IGNORECASE)
+# (0018,0010) values that say no agent was given
+_NO_AGENT = re.compile(r"NONE|NO|N/?A|NIL|-+|0", re.IGNORECASE)
 _NONCONTRAST_WORDS = re.compile(r"PLAIN|NON[- ]?CON|WITHOUT|\bNC\b|\bC-|\bPRE\b", re.IGNORECASE)
 # CQ500 descriptions spell bone/lung reconstructions out when the kernel tag is absent or generic
 _SHARP_WORDS = re.compile(r"BONE|LUNG|SHARP|\bHR\b", re.IGNORECASE)
 
 _RULE_HELP = (
     "'thinnest', 'all', 'axial', 'noncontrast', 'kernel:soft', 'kernel:sharp', 'kernel:REGEX', "
-    "'slices:N', 'description:REGEX', 'cq500', combined with '&'"
+    "'slices:N', 'coverage:MM', 'description:REGEX', 'cq500', combined with '&'"
 )
 #: Named presets: plain, soft kernel, thinnest axial (CQ500 users' "plain thin" choice).
 PRESETS = {"cq500": "axial & noncontrast & kernel:soft & thinnest"}
@@ -141,11 +144,46 @@ def kernel_class(kernel: str, description: str = "") -> str:
     return "sharp" if _SHARP_WORDS.search(description) else "unknown"
 
 
-def is_contrast(series: Series) -> bool:
-    """Whether a series is contrast-enhanced, as its description and (0008,0008) *Image Type* say.
+def contrast_evidence(series: Series) -> str:
+    """Why a series counts as contrast-enhanced, or ``""`` when nothing says so.
 
-    Words such as POST, CONTRAST, C+, ARTERIAL, ANGIO mean contrast unless the
-    description also says PLAIN / NON CONTRAST / WITHOUT.
+    (0018,0010) *Contrast/Bolus Agent* naming an agent (anything but empty,
+    NONE, NO, N/A) is the strongest sign. Without it, words in the description
+    or (0008,0008) *Image Type* such as POST, CONTRAST, C+, ARTERIAL, ANGIO
+    mean contrast, unless the description also says PLAIN / NON CONTRAST /
+    WITHOUT.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import pydicom
+    >>> from ctexplore import scan
+    >>> from ctexplore.phantom import write_series
+    >>> folder = tempfile.mkdtemp()
+    >>> written = write_series(folder, n_slices=2, matrix=8, series_description="HEAD")
+    >>> for path in written.files:
+    ...     ds = pydicom.dcmread(path)
+    ...     ds.ContrastBolusAgent = "OMNIPAQUE 350"
+    ...     ds.save_as(path)
+    >>> contrast_evidence(scan(folder)[0])
+    "(0018,0010) Contrast/Bolus Agent 'OMNIPAQUE 350'"
+    """
+    agent = series.contrast_agent
+    if agent and not _NO_AGENT.fullmatch(agent):
+        return f"(0018,0010) Contrast/Bolus Agent {agent!r}"
+    if _NONCONTRAST_WORDS.search(series.description):
+        return ""
+    for source, text in (
+        ("description", series.description),
+        ("(0008,0008) Image Type", "\\".join(series.first.image_type)),
+    ):
+        if _CONTRAST_WORDS.search(text):
+            return f"{source} {text!r}"
+    return ""
+
+
+def is_contrast(series: Series) -> bool:
+    """Whether a series is contrast-enhanced; `contrast_evidence` says why.
 
     Examples
     --------
@@ -157,8 +195,7 @@ def is_contrast(series: Series) -> bool:
     >>> is_contrast(scan(folder)[0])
     True
     """
-    text = " ".join((series.description, *series.first.image_type))
-    return bool(_CONTRAST_WORDS.search(text)) and not _NONCONTRAST_WORDS.search(series.description)
+    return bool(contrast_evidence(series))
 
 
 def _parse_term(term: str, rule: str) -> tuple[str, Any]:
@@ -173,6 +210,14 @@ def _parse_term(term: str, rule: str) -> tuple[str, Any]:
         if count < 1:
             raise ValueError(f"rule {rule!r}: N in 'slices:N' must be a positive whole number")
         return kind, count
+    if kind == "coverage" and argument:
+        try:
+            millimetres = float(argument)
+        except ValueError:
+            millimetres = -1.0
+        if not millimetres > 0:
+            raise ValueError(f"rule {rule!r}: MM in 'coverage:MM' must be a positive number of millimetres")
+        return kind, millimetres
     if kind in ("description", "kernel") and argument:
         if kind == "kernel" and argument in ("soft", "sharp"):
             return kind, argument
@@ -190,6 +235,8 @@ def parse_rule(rule: str) -> tuple[str, Any]:
     study, axial only), ``"all"``, ``"axial"``, ``"noncontrast"`` (see
     `is_contrast`), ``"kernel:soft"`` / ``"kernel:sharp"`` (see
     `kernel_class`) or ``"kernel:REGEX"``, ``"slices:N"`` (exactly N images),
+    ``"coverage:MM"`` (at least MM millimetres from the first to the last
+    slice, e.g. ``coverage:120`` for a whole head),
     ``"description:REGEX"`` (case-insensitive). Terms combine with ``&``
     (kind ``"and"``, argument the list of terms); ``"cq500"`` is the preset
     ``axial & noncontrast & kernel:soft & thinnest``.
@@ -203,7 +250,7 @@ def parse_rule(rule: str) -> tuple[str, Any]:
     >>> parse_rule("largest")
     Traceback (most recent call last):
     ...
-    ValueError: unknown series rule 'largest': use 'thinnest', 'all', 'axial', 'noncontrast', 'kernel:soft', 'kernel:sharp', 'kernel:REGEX', 'slices:N', 'description:REGEX', 'cq500', combined with '&'
+    ValueError: unknown series rule 'largest': use 'thinnest', 'all', 'axial', 'noncontrast', 'kernel:soft', 'kernel:sharp', 'kernel:REGEX', 'slices:N', 'coverage:MM', 'description:REGEX', 'cq500', combined with '&'
     """
     expanded = PRESETS.get(rule.strip(), rule)
     terms = [_parse_term(term, rule) for term in expanded.split("&")]
@@ -226,10 +273,15 @@ def _term_rejects(series: Series, kind: str, argument: Any) -> str:
         return f"{series.plane} series; rule '{kind}' takes axial series only"
     if kind == "slices" and series.n_images != argument:
         return f"{series.n_images} images; rule wants {argument}"
+    if kind == "coverage":
+        positions = series.slice_positions
+        extent = float(np.ptp(positions)) if positions.size > 1 and not np.isnan(positions).any() else 0.0
+        if extent < argument:
+            return f"covers {extent:.3g} mm from first to last slice; rule wants at least {argument:g} mm"
     if kind == "description" and not argument.search(series.description):
         return f"description {series.description!r} does not match {argument.pattern!r}"
-    if kind == "noncontrast" and is_contrast(series):
-        return f"contrast-enhanced (description {series.description!r}); rule wants non-contrast"
+    if kind == "noncontrast" and (evidence := contrast_evidence(series)):
+        return f"contrast-enhanced ({evidence}); rule wants non-contrast"
     if kind == "kernel":
         kernel = series.first.convolution_kernel
         if isinstance(argument, str):

@@ -156,6 +156,11 @@ class Series:
         return _transfer_syntax_name(self.first.transfer_syntax_uid)
 
     @property
+    def contrast_agent(self) -> str:
+        """(0018,0010) *Contrast/Bolus Agent* of the first image, "" when absent (see `selection.is_contrast`)."""
+        return self.first.contrast_agent
+
+    @property
     def is_localizer(self) -> bool:
         """Scout image: ImageType says LOCALIZER, or a lone image beside a stack."""
         return any(h.is_localizer for h in self.headers) or self.split_reason == "localizer"
@@ -208,6 +213,7 @@ class Series:
             "tilt_deg": round(self.tilt, 2),
             "localizer": self.is_localizer,
             "transfer_syntax": self.transfer_syntax,
+            "contrast_agent": self.contrast_agent,
             "patient": self.patient_id,
             "folder": str(self.first.path.parent),
         }
@@ -271,6 +277,35 @@ class SeriesIndex:
     def table(self) -> list[dict[str, Any]]:
         """One summary dict per series (see `Series.summary`)."""
         return [s.summary() for s in self.series]
+
+    def to_pandas(self) -> Any:
+        """The index table (`table`) as a pandas DataFrame, one row per series.
+
+        pandas is optional: ``pip install pandas`` to use this.
+
+        Raises
+        ------
+        ImportError
+            pandas is not installed; the message says how to install it.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from ctexplore.phantom import write_series
+        >>> folder = tempfile.mkdtemp()
+        >>> _ = write_series(folder, n_slices=3, matrix=8, series_description="THIN")
+        >>> frame = scan(folder).to_pandas()
+        >>> frame[["description", "images", "plane"]].to_dict("records")
+        [{'description': 'THIN', 'images': 3, 'plane': 'axial'}]
+        """
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError(
+                "SeriesIndex.to_pandas needs pandas, which is not installed: run 'pip install pandas' "
+                "(or use SeriesIndex.table(), a list of dicts, without it)"
+            ) from None
+        return pandas.DataFrame(self.table())
 
     def __repr__(self) -> str:
         columns = ["description", "images", "plane", "matrix", "spacing_mm", "tilt_deg", "localizer"]

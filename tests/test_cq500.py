@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import json
+import re
+import threading
+from collections import Counter
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from ctexplore.cli import main
-from ctexplore.labels import cq500_labels, patient_split
+from ctexplore.datasets import ChecksumError, DownloadError
+from ctexplore.labels import READS_PIN, cq500_labels, fetch_cq500_reads, patient_split
 from ctexplore.phantom import write_series
 
 FINDINGS = (
@@ -163,8 +170,10 @@ def test_preprocess_cq500_rule_and_labels_fill_the_manifest(cq500_tree, tmp_path
 
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()
-    assert page.count("<figure>") == 2 and "data:image/png;base64," in page
-    assert sorted(p.name for p in (out / "report").iterdir())[:2] == ["0000_axial.png", "0000_sagittal.png"]
+    assert page.count("<figure ") == 2 and "data:image/png;base64," in page
+    pictures = sorted(p.name for p in (out / "report").iterdir())
+    assert pictures[:2] == ["distributions.png", "flags.csv"] and len(pictures) == 4  # a thumbnail per chosen series
+    assert "CQ500CT0 CQ500CT0 s2 CT PLAIN THIN" in page
 
 
 def test_scan_csv_and_json_have_patient_and_folder(cq500_tree, tmp_path):
@@ -175,3 +184,88 @@ def test_scan_csv_and_json_have_patient_and_folder(cq500_tree, tmp_path):
     assert {row["patient"] for row in rows} == {"CQ500CT0 CQ500CT0", "CQ500CT1 CQ500CT1"}
     assert all("CQ500-CT-" in row["folder"] for row in rows)
     assert len(json.loads((tmp_path / "s.json").read_text())) == 8
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def reads_server(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving tmp_path/served (reads.csv goes there); yields its URL and folder."""
+    served = tmp_path / "served"
+    served.mkdir()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(served)))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", served
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class TestReadsDownload:
+    def test_first_download_pins_the_hash_and_the_labels_are_read(self, reads_server, tmp_path):
+        url, served = reads_server
+        data = write_reads(served / "reads.csv").read_bytes()
+        dest = tmp_path / "cache"
+        labels = cq500_labels("download", dest=dest, base_url=url)
+        assert labels.agreement("CQ500-CT-0", "ICH") == 2 and labels.majority("CQ500-CT-1")["SDH"] == 1
+        assert (dest / READS_PIN).read_text() == f"sha256:{hashlib.sha256(data).hexdigest()}\n"
+        assert (dest / "reads.csv").read_bytes() == data
+
+    def test_a_changed_file_on_the_server_is_refused_against_the_pin(self, reads_server, tmp_path):
+        url, served = reads_server
+        write_reads(served / "reads.csv")
+        dest = tmp_path / "cache"
+        first = fetch_cq500_reads(dest, base_url=url)
+        pin = (dest / READS_PIN).read_text()
+        # The cached copy is corrupted and the server now holds other votes: neither matches the pin.
+        first.write_text("name,Category,R1:ICH\nCQ500-CT-0,B1,0\n")
+        (served / "reads.csv").write_text("name,Category,R1:ICH\nCQ500-CT-0,B1,1\n")
+        with pytest.raises(ChecksumError, match=f"delete {dest / READS_PIN}"):
+            fetch_cq500_reads(dest, base_url=url)
+        assert (dest / READS_PIN).read_text() == pin  # the pin is not moved to the new file
+
+    def test_known_hash_overrides_the_pin(self, reads_server, tmp_path):
+        url, served = reads_server
+        data = write_reads(served / "reads.csv").read_bytes()
+        good = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        assert fetch_cq500_reads(tmp_path / "a", base_url=url, known_hash=good).read_bytes() == data
+        with pytest.raises(ChecksumError, match="known_hash given"):
+            fetch_cq500_reads(tmp_path / "b", base_url=url, known_hash="sha256:" + "0" * 64)
+        assert not (tmp_path / "b" / "reads.csv").exists()
+
+    def test_server_without_the_file_names_the_url(self, reads_server, tmp_path):
+        url, _ = reads_server
+        with pytest.raises(DownloadError, match=f"{url}/reads.csv"):
+            fetch_cq500_reads(tmp_path / "c", base_url=url, timeout=5)
+        assert not (tmp_path / "c" / READS_PIN).exists()
+
+
+def test_patient_split_is_stratified_and_refuses_bad_input(tmp_path):
+    labels = cq500_labels(write_reads(tmp_path / "reads.csv"))
+    many = type(labels)(labels.findings, {f"CQ500-CT-{i}": labels.votes[f"CQ500-CT-{i % 2}"] for i in range(40)})
+    split = patient_split(iter(many.votes), many)  # an iterator is read once
+    assert len(split) == 40
+    for ich in (0, 1):
+        group = [n for n in split if many.majority(n)["ICH"] == ich]
+        assert Counter(split[n] for n in group) == {"train": 14, "val": 3, "test": 3}
+    with pytest.raises(ValueError, match="summing to 1"):
+        patient_split(many.votes, many, fractions=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="cannot stratify by 'XYZ'"):
+        patient_split(many.votes, many, stratify="XYZ")
+    with pytest.raises(ValueError, match="no row in reads.csv, e.g. 'CQ500-CT-999'"):
+        patient_split(["CQ500-CT-999"], many)
+
+
+def test_report_on_the_raw_tree_chooses_by_the_cq500_rule(cq500_tree, tmp_path):
+    assert main(["report", str(cq500_tree), "--out", str(tmp_path / "r"), "--rule", "cq500"]) == 0
+    page = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
+    captions = re.findall(r"<figcaption>([^<&]*)", page)
+    assert sorted(c.strip() for c in captions) == [
+        "CQ500CT0 CQ500CT0 s2 CT PLAIN THIN",
+        "CQ500CT1 CQ500CT1 s2 CT PLAIN THIN",
+    ]
+    assert page.count("<td>description &#x27;CT POST CONTRAST&#x27;</td>") == 2  # the contrast evidence column
+    assert "4 chosen" not in page and "2 chosen, 6 not chosen" in page
