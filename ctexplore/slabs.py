@@ -107,12 +107,13 @@ def source_slices(volume: Volume, thickness: float | None = None) -> list[list[s
     planes = slice_plane_positions(volume)
     if thickness is None:
         thickness = abs(float(np.linalg.norm(volume.affine[:3, 0]))) if volume.shape[0] > 1 else 0.0
-    half = float(thickness) / 2.0 + 1e-6
+    tolerance = 1e-3  # mm: a plane recomputed from the affine sits on its acquired image up to rounding
+    half = float(thickness) / 2.0 + tolerance
     first = np.searchsorted(sorted_positions, planes - half, side="left")
     last = np.searchsorted(sorted_positions, planes + half, side="right")  # exclusive
     # the nearest acquired images at or below and at or above each plane (interpolation's neighbours)
-    below = np.searchsorted(sorted_positions, planes, side="right") - 1
-    above = np.searchsorted(sorted_positions, planes, side="left")
+    below = np.searchsorted(sorted_positions, planes + tolerance, side="right") - 1
+    above = np.searchsorted(sorted_positions, planes - tolerance, side="left")
     low = np.clip(np.minimum(first, below), 0, len(acquired) - 1)
     high = np.clip(np.maximum(last, above + 1), low + 1, len(acquired))
     names = np.asarray(uids, dtype=object)[order]
