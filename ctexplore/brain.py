@@ -41,6 +41,19 @@ def _blocks(hu: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
     return cropped.reshape(counts[0], factors[0], counts[1], factors[1], counts[2], factors[2])
 
 
+def _block_reduce(values: np.ndarray, factors: tuple[int, int, int], how: str) -> np.ndarray:
+    """Max, any or float32 mean of each block; one axis at a time, several times faster than all three at once."""
+    blocks = _blocks(values, factors)
+    if how == "max":
+        return blocks.max(axis=1).max(axis=2).max(axis=3)
+    if how == "any":
+        return blocks.any(axis=1).any(axis=2).any(axis=3)
+    # whole-number HU sum exactly in int32 (a block holds far fewer than 65536 voxels)
+    dtype = np.int32 if values.dtype.kind in "iu" and values.itemsize <= 2 else np.float32
+    total = np.add.reduce(blocks, axis=1, dtype=dtype).sum(axis=2).sum(axis=3)
+    return (total / np.float32(blocks.shape[1] * blocks.shape[3] * blocks.shape[5])).astype(np.float32)
+
+
 def _block_index(
     shape: tuple[int, ...], factors: tuple[int, int, int], coarse_shape: tuple[int, ...]
 ) -> tuple[np.ndarray, ...]:
@@ -60,9 +73,8 @@ def _largest(mask: np.ndarray) -> np.ndarray:
 
 def _coarse_brain(volume: Volume, factors: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Coarse brain blocks (free of bone) and the coarse bone blocks."""
-    blocks = _blocks(volume.hu, factors)
-    bone = blocks.max(axis=(1, 3, 5)) > BONE_HU
-    mean = blocks.mean(axis=(1, 3, 5), dtype=np.float32)
+    bone = _block_reduce(volume.hu, factors, "max") > BONE_HU
+    mean = _block_reduce(volume.hu, factors, "mean")
     soft = (mean > SOFT_TISSUE_HU[0]) & (mean < SOFT_TISSUE_HU[1])
     # Close the skull ring in each axial plane so foramina, sutures and thin temporal
     # bone do not let the fill leak out; then everything the ring encloses is inside.
@@ -315,10 +327,9 @@ def hyperdense_regions(
     if mask.shape != hu.shape:
         raise ValueError(f"mask shape {mask.shape} differs from the volume's shape {hu.shape}")
     factors = _block_factors(volume)
-    blocks = _blocks(hu, factors)
-    mean = blocks.mean(axis=(1, 3, 5), dtype=np.float32)
-    bone = blocks.max(axis=(1, 3, 5)) > BONE_HU
-    inside = _blocks(mask, factors).any(axis=(1, 3, 5))
+    mean = _block_reduce(hu, factors, "mean")
+    bone = _block_reduce(hu, factors, "max") > BONE_HU
+    inside = _block_reduce(mask, factors, "any")
     block_mm = np.asarray(volume.spacing) * np.asarray(factors)
     near_bone = _near_bone(volume, bone, block_mm, factors)
     near_calcification = ndimage.binary_dilation((mean > CALCIFICATION_HU) & inside)
@@ -334,15 +345,31 @@ def hyperdense_regions(
         coarse_labels = np.where(keep[coarse_labels], coarse_labels, 0)
     # Grow the seeds back towards the bone: blood against the inner table (subdural, epidural)
     # keeps the part the margin cut away, but only next to a seed, never a lone partial-volume shell.
-    if count and coarse_labels.any():
-        distance, nearest = ndimage.distance_transform_edt(coarse_labels == 0, sampling=block_mm, return_indices=True)
-        reach = BONE_MARGIN_MM + float(block_mm.max())
-        coarse_labels = np.where(distance <= reach, coarse_labels[tuple(nearest)], 0)
+    reach = BONE_MARGIN_MM + float(block_mm.max())
+    seeds = np.nonzero(coarse_labels)
+    # only the box around the seeds (plus the regrowth) is looked at again, at full resolution
+    pad = np.ceil(reach / block_mm).astype(int) + 1
+    low_block = [max(0, int(i.min()) - p) if len(i) else 0 for i, p in zip(seeds, pad)]
+    high_block = [min(n, int(i.max()) + p + 1) if len(i) else 0 for i, p, n in zip(seeds, pad, coarse_labels.shape)]
+    box = tuple(slice(a, b) for a, b in zip(low_block, high_block))
+    grown = coarse_labels[box]
+    if grown.any():
+        distance, nearest = ndimage.distance_transform_edt(grown == 0, sampling=block_mm, return_indices=True)
+        grown = np.where(distance <= reach, grown[tuple(nearest)], 0)
         del distance, nearest
-    candidates = mask & (hu >= low) & (hu <= high)
-    index = np.nonzero(candidates)
-    coarse_index = tuple(np.minimum(i // f, m - 1) for i, f, m in zip(index, factors, coarse_labels.shape))
-    voxel_labels = coarse_labels[coarse_index]
+    full_box = tuple(  # the last block also owns the remainder voxels
+        slice(a * f, n if b == m else b * f)
+        for a, b, f, n, m in zip(low_block, high_block, factors, hu.shape, coarse_labels.shape)
+    )
+    hu_box = hu[full_box]
+    candidates = mask[full_box] & (hu_box >= low) & (hu_box <= high)
+    local = np.nonzero(candidates)
+    coarse_index = tuple(
+        np.minimum((i + s.start) // f, m - 1) - b.start
+        for i, s, f, m, b in zip(local, full_box, factors, coarse_labels.shape, box)
+    )
+    voxel_labels = grown[coarse_index] if grown.size else np.zeros(len(local[0]), np.int32)
+    index = tuple(i + s.start for i, s in zip(local, full_box))
     sizes = np.bincount(voxel_labels, minlength=count + 1)
     voxel_ml = float(np.prod(volume.spacing)) / 1000.0
     order = [

@@ -104,7 +104,9 @@ class VolumeDataset:
         One item per output slice instead of per series: ``(channels, rows,
         cols)``, for 2D and 2.5D networks (``--stack-2p5d``). The record adds
         ``slice_index`` and ``sop_instance_uids``, the acquired images that
-        made the slice (`ctexplore.source_slices`); labels whose first column
+        made the slice (`ctexplore.source_slices`), backslash-separated as a
+        DICOM multi-valued attribute (so the default collate batches them);
+        labels whose first column
         is ``sop_instance_uid`` (image-level, as RSNA's) become the slice's
         labels, each the maximum over those images (a slab or an
         interpolated slice is positive when any image it draws on is).
@@ -210,7 +212,8 @@ class VolumeDataset:
         record = dict(row, labels=self._labels_of(row), path=str(path))
         if slice_index is not None:
             uids = layout["slice_sources"][slice_index] if layout["slice_sources"] else []
-            record.update(slice_index=slice_index, sop_instance_uids=uids)
+            # one string, as a DICOM multi-valued attribute: the default collate batches strings, not ragged lists
+            record.update(slice_index=slice_index, sop_instance_uids="\\".join(uids))
             if self.label_key == _IMAGE_LABEL_KEY:
                 record["labels"] = self._image_labels(uids)
         return array, record

@@ -460,8 +460,8 @@ class TestModelInputs:
             image, record = ds[i]
             assert image.shape == (6,) + volume.shape[1:]
             np.testing.assert_array_equal(image, processed[:, i])
-            assert record["sop_instance_uids"] == volume.meta["slice_sources"][i]
-            assert set(record["sop_instance_uids"]) <= set(acquired.meta["sop_instance_uids"])
+            assert record["sop_instance_uids"].split("\\") == volume.meta["slice_sources"][i]
+            assert set(volume.meta["slice_sources"][i]) <= set(acquired.meta["sop_instance_uids"])
             label = record["labels"]["bleed"]
             positives += label == 1
             if crosses[i]:
