@@ -24,6 +24,8 @@ BONE_HU = 250.0  # inner table and thin temporal bone, even with partial volume
 SOFT_TISSUE_HU = (-30.0, 120.0)  # CSF to clotted blood; fat and air stay out
 BONE_MARGIN_MM = 2.0  # in-plane partial volume and beam hardening under the inner table look like blood
 CALCIFICATION_HU = 120.0  # block means above this inside the brain are calcification, not blood
+BRIGHT_CORE_HU = 150.0  # no clot reaches this, even with noise: a calcified core
+SMALL_REGION_ML = 0.5  # regions this small touching a bright core are taken as calcification rims
 _BRIDGE_MM = 14.0  # skull gaps up to about twice this wide are closed before filling
 _SLICE_PLANE = np.zeros((3, 3, 3), bool)
 _SLICE_PLANE[1] = ndimage.generate_binary_structure(2, 1)
@@ -36,7 +38,7 @@ def _block_factors(volume: Volume) -> tuple[int, int, int]:
 def _blocks(hu: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
     """View of `hu` cut into whole blocks: (n0, f0, n1, f1, n2, f2); the remainder is left out."""
     counts = [max(1, n // f) for n, f in zip(hu.shape, factors)]
-    factors = tuple(min(f, n) for f, n in zip(factors, hu.shape))  # type: ignore[assignment]
+    factors = tuple(min(f, n) for f, n in zip(factors, hu.shape))
     cropped = hu[: counts[0] * factors[0], : counts[1] * factors[1], : counts[2] * factors[2]]
     return cropped.reshape(counts[0], factors[0], counts[1], factors[1], counts[2], factors[2])
 
@@ -47,7 +49,7 @@ def _block_reduce(values: np.ndarray, factors: tuple[int, int, int], how: str) -
     if how == "max":
         return blocks.max(axis=1).max(axis=2).max(axis=3)
     if how == "any":
-        return blocks.any(axis=1).any(axis=2).any(axis=3)
+        return np.asarray(np.any(np.any(np.any(blocks, axis=1), axis=2), axis=3))
     # whole-number HU sum exactly in int32 (a block holds far fewer than 65536 voxels)
     dtype = np.int32 if values.dtype.kind in "iu" and values.itemsize <= 2 else np.float32
     total = np.add.reduce(blocks, axis=1, dtype=dtype).sum(axis=2).sum(axis=3)
@@ -280,7 +282,9 @@ def hyperdense_regions(
       the skull is lost with it; thicker collections keep their rim through
       the regrowth.
     - regions lying mostly next to a calcification (block mean above 120 HU:
-      pineal, choroid plexus, basal ganglia, whose rims are 50-90 HU);
+      pineal, choroid plexus, basal ganglia, whose rims are 50-90 HU), and
+      regions under 0.5 mL touching a very bright core (a voxel above 150 HU,
+      which no clot reaches: a calcification smaller than a block);
     - regions below `min_ml`.
 
     On the realistic phantom (`ctexplore.headmodel`) this finds the
@@ -328,7 +332,8 @@ def hyperdense_regions(
         raise ValueError(f"mask shape {mask.shape} differs from the volume's shape {hu.shape}")
     factors = _block_factors(volume)
     mean = _block_reduce(hu, factors, "mean")
-    bone = _block_reduce(hu, factors, "max") > BONE_HU
+    maximum = _block_reduce(hu, factors, "max")
+    bone = maximum > BONE_HU
     inside = _block_reduce(mask, factors, "any")
     block_mm = np.asarray(volume.spacing) * np.asarray(factors)
     near_bone = _near_bone(volume, bone, block_mm, factors)
@@ -341,6 +346,12 @@ def hyperdense_regions(
         sizes = np.bincount(coarse_labels.ravel(), minlength=count + 1)
         contact = np.bincount(coarse_labels[near_calcification], minlength=count + 1)
         keep = contact * 2 < sizes
+        # calcification-like: a small region touching a very bright core (a 120+ HU block mean can
+        # be lost when the core is smaller than a block; its maximum stays)
+        bright = ndimage.binary_dilation((maximum > BRIGHT_CORE_HU) & inside)
+        touches_bright = np.bincount(coarse_labels[bright], minlength=count + 1) > 0
+        small = sizes * float(np.prod(block_mm)) / 1000.0 < SMALL_REGION_ML
+        keep &= ~(small & touches_bright)
         keep[0] = False
         coarse_labels = np.where(keep[coarse_labels], coarse_labels, 0)
     # Grow the seeds back towards the bone: blood against the inner table (subdural, epidural)

@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -208,7 +208,8 @@ class PreprocessOptions:
         from .slabs import SLAB_MODES
 
         if self.slab is not None:
-            thickness, mode = (self.slab, "mean") if isinstance(self.slab, (int, float)) else tuple(self.slab)
+            slab: Any = self.slab
+            thickness, mode = (slab, "mean") if isinstance(slab, (int, float)) else tuple(slab)
             if not (np.isfinite(float(thickness)) and float(thickness) > 0):
                 raise ValueError(f"slab thickness must be positive millimetres, got {thickness!r}")
             if mode not in SLAB_MODES:
@@ -370,8 +371,8 @@ def preprocess_volume(volume: Volume, options: PreprocessOptions | None = None) 
     if options.skull_strip:
         volume = skull_strip(volume, fill=AIR_HU)
     if options.slab is not None:
-        thickness, mode = options.slab
-        volume = thick_slabs(volume, thickness, mode)  # type: ignore[arg-type]
+        thickness, mode = cast(tuple[float, Literal["mean", "max", "min"]], options.slab)  # normalised on creation
+        volume = thick_slabs(volume, thickness, mode)
     meta = dict(volume.meta)
     if "sop_instance_uids" in meta and "slice_sources" not in meta:
         meta["slice_sources"] = source_slices(volume)

@@ -181,9 +181,9 @@ def thick_slabs(volume: Volume, thickness: float, mode: Literal["mean", "max", "
         hu = grouped.mean(axis=1, dtype=np.float32)
     else:
         hu = grouped.max(axis=1) if mode == "max" else grouped.min(axis=1)
-    padding = None
+    padding: np.ndarray | None = None
     if volume.padding is not None:
-        padding = volume.padding[:used].reshape(grouped.shape).any(axis=1)
+        padding = np.asarray(volume.padding[:used].reshape(grouped.shape).any(axis=1))
         np.copyto(hu, np.asarray(AIR_HU, hu.dtype), where=padding)
     affine = volume.affine.copy()
     affine[:3, 3] += affine[:3, 0] * (per_slab - 1) / 2.0
