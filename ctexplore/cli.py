@@ -172,6 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="raise",
         help="uneven slice steps: fail the series (default) or interpolate",
     )
+    model = run.add_argument_group("model inputs")
+    model.add_argument("--skull-strip", action="store_true", help="set everything outside the brain mask to -1000 HU")
+    model.add_argument(
+        "--stack-2p5d",
+        type=int,
+        metavar="K",
+        help="2.5D: each output slice with K neighbours on each side as channels, times the window(s); "
+        "'processed' is (channels, slices, rows, cols)",
+    )
+    model.add_argument(
+        "--slab",
+        nargs="+",
+        metavar=("MM", "MODE"),
+        help="thick slabs MM thick along the slice normal, MODE mean (default), max (MIP) or min (MinIP)",
+    )
     where = run.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per core)")
     where.add_argument("--dask", metavar="ADDRESS", help="run on a dask.distributed scheduler, e.g. tcp://host:8786")
@@ -210,7 +225,21 @@ def _options(args: argparse.Namespace):  # -> PreprocessOptions
         on_uneven=args.on_uneven,
         hu_dtype=args.hu_dtype,
         compress=args.compress,
+        **_model_input_options(args),
     )
+
+
+def _model_input_options(args: argparse.Namespace) -> dict:
+    if args.slab is not None and len(args.slab) > 2:
+        raise ValueError(f"--slab takes MM and an optional mode (mean, max, min), got {' '.join(args.slab)}")
+    slab = None
+    if args.slab is not None:
+        try:
+            thickness = float(args.slab[0])
+        except ValueError:
+            raise ValueError(f"--slab MM [MODE]: MM is the slab thickness in mm, got {args.slab[0]!r}") from None
+        slab = (thickness, args.slab[1] if len(args.slab) > 1 else "mean")
+    return {"skull_strip": args.skull_strip, "stack_2p5d": args.stack_2p5d, "slab": slab}
 
 
 def _run_preprocess(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

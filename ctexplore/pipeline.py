@@ -19,9 +19,9 @@ import unicodedata
 import warnings
 import zipfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -99,6 +99,24 @@ class PreprocessOptions:
     compress : bool, default True
         zlib-compress ``.npz`` arrays: smaller files, but compressing is most of
         the time of a series (float32 HU with noise compress slowly).
+    skull_strip : bool, default False
+        Set everything outside the intracranial space (`ctexplore.brain_mask`)
+        to -1000 HU, after resampling and before slabs and windows.
+    slab : (mm, mode) or None
+        Thick slabs along the (tilt-corrected) slice normal
+        (`ctexplore.thick_slabs`): ``mm`` thick, ``mode`` ``'mean'``
+        (average), ``'max'`` (MIP) or ``'min'`` (MinIP); a bare number means
+        ``'mean'``. The stored HU are the slabs.
+    stack_2p5d : int or None
+        2.5D input (`ctexplore.stack_2p5d`): each output slice with this many
+        neighbours on each side as channels, times the window(s) (or HU if
+        none), stored as ``processed`` of shape ``(channels, slices, rows,
+        cols)`` (``processed[:, s]`` is slice ``s``'s input); needs format 'npz'.
+
+    Every output records, per output slice, the SOP Instance UIDs of the
+    acquired images that made it (``meta['slice_sources']`` in the
+    provenance, `ctexplore.source_slices`), so slice-level labels follow the
+    slices through tilt correction, resampling and slabs.
 
     Examples
     --------
@@ -114,6 +132,8 @@ class PreprocessOptions:
     Traceback (most recent call last):
     ...
     ValueError: window=('brain', 'bone'): one window is ...; give several as windows=(...) for a channel stack
+    >>> PreprocessOptions(slab=5).slab, PreprocessOptions(slab=(10, "max"), stack_2p5d=1).slab
+    ((5.0, 'mean'), (10.0, 'max'))
     """
 
     spacing: tuple[float, float, float] | None = _DEFAULT_SPACING
@@ -127,6 +147,9 @@ class PreprocessOptions:
     on_uneven: Literal["raise", "resample"] = "raise"
     hu_dtype: Literal["int16", "float32"] = "int16"
     compress: bool = True
+    skull_strip: bool = False
+    slab: tuple[float, str] | float | None = None
+    stack_2p5d: int | None = None
 
     def __post_init__(self) -> None:
         if self.shape is not None:
@@ -179,6 +202,27 @@ class PreprocessOptions:
             raise ValueError(f"hu_dtype must be 'int16' or 'float32', not {self.hu_dtype!r}")
         if self.order not in (0, 1, 2, 3, 4, 5):
             raise ValueError(f"order must be an interpolation order 0..5, not {self.order!r}")
+        self._check_model_inputs()
+
+    def _check_model_inputs(self) -> None:
+        from .slabs import SLAB_MODES
+
+        if self.slab is not None:
+            slab: Any = self.slab
+            thickness, mode = (slab, "mean") if isinstance(slab, (int, float)) else tuple(slab)
+            if not (np.isfinite(float(thickness)) and float(thickness) > 0):
+                raise ValueError(f"slab thickness must be positive millimetres, got {thickness!r}")
+            if mode not in SLAB_MODES:
+                raise ValueError(f"slab mode must be one of {sorted(SLAB_MODES)} (mean, MIP, MinIP), not {mode!r}")
+            self._set("slab", (float(thickness), str(mode)))
+        if self.stack_2p5d is not None:
+            if isinstance(self.stack_2p5d, bool) or int(self.stack_2p5d) != self.stack_2p5d or self.stack_2p5d < 0:
+                raise ValueError(
+                    f"stack_2p5d is the neighbours on each side, a whole number >= 0, not {self.stack_2p5d!r}"
+                )
+            self._set("stack_2p5d", int(self.stack_2p5d))
+            if self.format != "npz":
+                raise ValueError("stack_2p5d is stored as the 'processed' array; use format 'npz'")
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)  # normalising a frozen dataclass in __post_init__
@@ -309,8 +353,11 @@ def preprocess_volume(volume: Volume, options: PreprocessOptions | None = None) 
     >>> out.is_tilted, out.spacing, processed.dtype
     (False, (2.0, 2.0, 2.0), dtype('float32'))
     """
+    from .brain import skull_strip
     from .geometry import correct_tilt, crop_to_head, resample
     from .intensity import normalize, window, window_stack
+    from .slabs import source_slices, stack_2p5d, stack_channel_names, thick_slabs
+    from .volume import AIR_HU
 
     options = options or PreprocessOptions()
     if options.crop and options.shape is not None:
@@ -321,14 +368,43 @@ def preprocess_volume(volume: Volume, options: PreprocessOptions | None = None) 
         volume = correct_tilt(volume, order=options.order)
     if options.crop and options.shape is None:
         volume = crop_to_head(volume)
+    if options.skull_strip:
+        volume = skull_strip(volume, fill=AIR_HU)
+    if options.slab is not None:
+        thickness, mode = cast(tuple[float, Literal["mean", "max", "min"]], options.slab)  # normalised on creation
+        volume = thick_slabs(volume, thickness, mode)
+    meta = dict(volume.meta)
+    if "sop_instance_uids" in meta and "slice_sources" not in meta:
+        meta["slice_sources"] = source_slices(volume)
     processed = None
-    if options.window is not None:
+    if options.stack_2p5d is not None:
+        windows = _processed_windows(options)
+        processed = stack_2p5d(volume.hu, options.stack_2p5d, windows)
+        meta["processed_axes"] = "channel, slice, row, col"
+        meta["processed_channels"] = stack_channel_names(windows, options.stack_2p5d)
+    elif options.window is not None:
         processed = window(volume.hu, options.window)
+        meta["processed_axes"] = "slice, row, col"
     elif options.windows is not None:
         processed = window_stack(volume.hu, options.windows)
+        meta["processed_axes"] = "channel, slice, row, col"
+        meta["processed_channels"] = stack_channel_names(options.windows, 0)
     elif options.normalize is not None:
         processed = normalize(volume.hu, *options.normalize)
-    return volume, processed
+        meta["processed_axes"] = "slice, row, col"
+    return replace(volume, meta=meta), processed
+
+
+def _processed_windows(options: PreprocessOptions) -> list[str | tuple[float, float]] | None:
+    """The windows a 2.5D stack is made of: the window(s), or the normalize range as a window, or none (HU)."""
+    if options.windows is not None:
+        return list(options.windows)
+    if options.window is not None:
+        return [options.window]
+    if options.normalize is not None:
+        low, high = options.normalize
+        return [((low + high) / 2, high - low)]
+    return None
 
 
 def preprocess_series(

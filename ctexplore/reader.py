@@ -138,6 +138,7 @@ def load_series(
     _check_memory(headers, max_volume_gib)
     hu, padding = _read_hu(headers, fill_value)
     positions = geometry["positions"]
+    source_positions = [float(p) for p in positions]  # as acquired: slabs map output slices back to these
     affine = geometry["affine"]
     if geometry["uneven"]:
         message = (
@@ -162,6 +163,8 @@ def load_series(
         "series_number": first.series_number,
         "modality": first.modality,
         "slice_positions": positions,
+        "sop_instance_uids": [h.sop_instance_uid for h in headers],
+        "source_slice_positions": source_positions,
         "slice_thickness": first.slice_thickness,
         "nominal_gantry_tilt": first.nominal_gantry_tilt,
         "convolution_kernel": first.convolution_kernel,

@@ -22,6 +22,7 @@ import numpy as np
 __all__ = ["VolumeDataset", "load_npz_array"]
 
 _LABEL_KEYS = ("series_uid", "study_uid", "patient_id")
+_IMAGE_LABEL_KEY = "sop_instance_uid"  # image-level labels (RSNA style), for slices=True
 
 
 def load_npz_array(path: str | os.PathLike[str], name: str) -> np.ndarray:
@@ -75,8 +76,10 @@ def _read_labels(labels: Any) -> tuple[str | None, dict[str, Any]]:
             if not reader.fieldnames:
                 raise ValueError(f"{labels}: empty labels file; its first column must be one of {_LABEL_KEYS}")
             key = reader.fieldnames[0]
-            if key not in _LABEL_KEYS:
-                raise ValueError(f"{labels}: first column is {key!r}; it must be one of {_LABEL_KEYS}")
+            if key not in (*_LABEL_KEYS, _IMAGE_LABEL_KEY):
+                raise ValueError(
+                    f"{labels}: first column is {key!r}; it must be one of {(*_LABEL_KEYS, _IMAGE_LABEL_KEY)}"
+                )
             return key, {row[key]: {k: v for k, v in row.items() if k != key} for row in reader}
     if isinstance(labels, Mapping):
         return None, dict(labels)
@@ -97,6 +100,16 @@ class VolumeDataset:
         looked up by series UID, then study UID, then patient ID.
     transform : callable, optional
         ``transform(array) -> array``, applied to each item's array.
+    slices : bool, default False
+        One item per output slice instead of per series: ``(channels, rows,
+        cols)``, for 2D and 2.5D networks (``--stack-2p5d``). The record adds
+        ``slice_index`` and ``sop_instance_uids``, the acquired images that
+        made the slice (`ctexplore.source_slices`), backslash-separated as a
+        DICOM multi-valued attribute (so the default collate batches them);
+        labels whose first column
+        is ``sop_instance_uid`` (image-level, as RSNA's) become the slice's
+        labels, each the maximum over those images (a slab or an
+        interpolated slice is positive when any image it draws on is).
 
     Notes
     -----
@@ -105,8 +118,9 @@ class VolumeDataset:
     channel axis first, and the manifest row as a dict plus ``labels`` (``{}``
     when the series has none, so the default collate works) and ``path``. Outputs written with
     ``--no-compress`` (``compress=False``) are memory-mapped; compressed ones
-    are read whole per item. The object holds only paths and rows, so it
-    pickles to worker processes.
+    are read whole per item (with ``slices=True`` that is the whole volume for
+    each slice: write with ``--no-compress``). The object holds only paths,
+    rows and slice records, so it pickles to worker processes.
 
     Examples
     --------
@@ -129,6 +143,8 @@ class VolumeDataset:
         output_dir: str | os.PathLike[str],
         labels: Any = None,
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        *,
+        slices: bool = False,
     ) -> None:
         self.output_dir = Path(output_dir)
         manifest = self.output_dir / "manifest.csv"
@@ -143,10 +159,16 @@ class VolumeDataset:
             raise FileNotFoundError(f"{manifest} names outputs that do not exist: {missing[:5]}")
         self.rows = rows
         self.label_key, self.labels = _read_labels(labels)
+        if self.label_key == _IMAGE_LABEL_KEY and not slices:
+            raise ValueError(f"{labels}: image-level labels (first column {_IMAGE_LABEL_KEY}) need slices=True")
         self.transform = transform
+        self.slices = slices
+        self.layouts = [_layout(self.output_dir / row["output"]) for row in rows]
+        # (output, slice) of every item when slices=True
+        self.items = [(i, s) for i, layout in enumerate(self.layouts) for s in range(layout["n_slices"])]
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.items) if self.slices else len(self.rows)
 
     def _labels_of(self, row: Mapping[str, str]) -> Any:
         keys = (self.label_key,) if self.label_key else _LABEL_KEYS
@@ -155,18 +177,65 @@ class VolumeDataset:
                 return self.labels[row[key]]
         return {}
 
+    def _image_labels(self, uids: list[str]) -> dict[str, float]:
+        found = [self.labels[uid] for uid in uids if uid in self.labels]
+        columns = dict.fromkeys(column for labels in found for column in labels)
+        result = {}
+        for column in columns:
+            try:
+                result[column] = max(float(labels[column]) for labels in found if labels.get(column) not in (None, ""))
+            except ValueError:
+                raise ValueError(
+                    f"image-level label {column!r} of images {uids[:3]} is not a number; slices take the "
+                    "maximum over their images, so image-level labels must be numbers (0/1)"
+                ) from None
+        return result
+
     def __getitem__(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
         if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} outputs")
-        row = self.rows[index]
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        output, slice_index = self.items[index] if self.slices else (index % len(self.rows), None)
+        row = self.rows[output]
+        layout = self.layouts[output]
         path = self.output_dir / row["output"]
-        with zipfile.ZipFile(path) as archive:
-            name = "processed" if "processed.npy" in archive.namelist() else "hu"
-        data = load_npz_array(path, name)
-        array = np.array(data, dtype=np.float32)  # a writable copy; the memmap stays read-only
-        if array.ndim == 3:
-            array = array[np.newaxis]
+        data = load_npz_array(path, layout["name"])
+        axes = layout["axes"]
+        if slice_index is None:
+            array = np.array(data, dtype=np.float32)  # a writable copy; the memmap stays read-only
+            array = array[np.newaxis] if array.ndim == 3 else array
+        else:
+            taken = data[:, slice_index] if axes.startswith("channel") else data[slice_index]
+            array = np.array(taken, dtype=np.float32)
+            array = array[np.newaxis] if array.ndim == 2 else array
         if self.transform is not None:
             array = self.transform(array)
         record = dict(row, labels=self._labels_of(row), path=str(path))
+        if slice_index is not None:
+            uids = layout["slice_sources"][slice_index] if layout["slice_sources"] else []
+            # one string, as a DICOM multi-valued attribute: the default collate batches strings, not ragged lists
+            record.update(slice_index=slice_index, sop_instance_uids="\\".join(uids))
+            if self.label_key == _IMAGE_LABEL_KEY:
+                record["labels"] = self._image_labels(uids)
         return array, record
+
+
+def _layout(path: Path) -> dict[str, Any]:
+    """Which array an item reads, its axes, its slice count and each slice's source images (from the provenance)."""
+    import json
+
+    with zipfile.ZipFile(path) as archive:
+        name = "processed" if "processed.npy" in archive.namelist() else "hu"
+        with archive.open(f"{name}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape = read_header(member)[0]
+        meta = {}
+        if "provenance.npy" in archive.namelist():
+            with archive.open("provenance.npy") as member:
+                meta = json.loads(str(np.lib.format.read_array(member, allow_pickle=False))).get("meta", {})
+    default = "slice, row, col" if len(shape) == 3 else "channel, slice, row, col"
+    axes = meta.get("processed_axes", default) if name == "processed" else "slice, row, col"
+    n_slices = shape[0] if axes.startswith("slice") else shape[1]
+    return {"name": name, "axes": axes, "n_slices": int(n_slices), "slice_sources": meta.get("slice_sources")}

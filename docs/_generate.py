@@ -48,6 +48,12 @@ GROUPS: list[tuple[str, str, str, tuple[str, ...]]] = [
         ("brain_mask", "skull_strip", "hyperdense_regions"),
     ),
     (
+        "model_inputs",
+        "Model inputs",
+        "2.5D neighbour stacks, thick slabs (average, MIP, MinIP), and the acquired images behind each slice.",
+        ("stack_2p5d", "thick_slabs", "source_slices"),
+    ),
+    (
         "plots",
         "Plots",
         "Pictures with positions in mm, orientation letters and HU colour bars.",

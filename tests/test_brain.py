@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import ctexplore as ct
+from ctexplore.headmodel import LABELS, LESIONS, ImageFormation
 from ctexplore.phantom import write_series
 
 BLEED_CENTRE = (-30.0, -42.0, 32.0)
@@ -89,4 +90,69 @@ def test_real_head_ct_mask_is_a_plausible_intracranial_volume(ct_data):
     inside = volume.hu[mask]
     assert np.median(inside) == pytest.approx(30, abs=15)  # brain parenchyma
     found = ct.hyperdense_regions(volume, mask=mask)
-    assert found.mask.shape == volume.shape and found.volume_ml < 50  # a normal scan: only small false positives
+    assert found.mask.shape == volume.shape
+    # a normal scan: only small false positives (measured 18 regions, 4.3 mL, the largest 1.0 mL; before the
+    # bone margin followed the 7 mm slices: 62 regions, 19.8 mL, 7 mL of partial volume at the vertex)
+    assert found.volume_ml < 8 and len(found) < 30 and found.table[0]["volume_ml"] < 2
+
+
+# ---------------------------------------------------------------------------- against the realistic head's truth
+
+BLEEDS = tuple(name for name in LESIONS if name != "fracture")
+INTRACRANIAL = ("csf", "grey matter", "white matter", "deep grey nuclei", "falx", "venous sinus", "calcification")
+
+
+@pytest.fixture(scope="module")
+def realistic(tmp_path_factory):
+    """The realistic head (every lesion) written as DICOM over the lesions' levels, with its label truth."""
+    folder = tmp_path_factory.mktemp("realistic")
+    written = write_series(
+        folder,
+        slice_positions=list(np.arange(-10.0, 66.0, 2.5)),
+        matrix=160,
+        slice_spacing=2.5,
+        image_formation=ImageFormation(supersample=2, slice_samples=3),
+        seed=5,
+    )
+    return ct.load_series(folder), written.labels()
+
+
+def _dice(found, truth):
+    return 2 * (found & truth).sum() / (found.sum() + truth.sum())
+
+
+def _per_lesion(volume, truth, found):
+    """Dice and volume error of `found` per lesion type, each judged within 10 mm of its own lesion."""
+    from scipy import ndimage
+
+    lesion = np.zeros(truth.shape, np.int8)
+    for k, name in enumerate(BLEEDS, 1):
+        lesion[truth == LABELS[name]] = k
+    distance, nearest = ndimage.distance_transform_edt(lesion == 0, sampling=volume.spacing, return_indices=True)
+    zone = np.where(distance <= 10.0, lesion[tuple(nearest)], 0)
+    scores = {}
+    for k, name in enumerate(BLEEDS, 1):
+        detected, true = found & (zone == k), lesion == k
+        scores[name] = (_dice(detected, true), detected.sum() / true.sum() - 1)
+    far_ml = (found & (zone == 0)).sum() * np.prod(volume.spacing) / 1000
+    return scores, far_ml
+
+
+def test_brain_mask_matches_the_realistic_intracranial_truth(realistic):
+    volume, truth = realistic
+    intracranial = np.isin(truth, [LABELS[n] for n in INTRACRANIAL + BLEEDS])
+    assert _dice(ct.brain_mask(volume), intracranial) > 0.95  # measured 0.987
+
+
+def test_hyperdense_regions_against_the_lesion_truth(realistic):
+    volume, truth = realistic
+    found = ct.hyperdense_regions(volume)
+    scores, far_ml = _per_lesion(volume, truth, found.mask)
+    # thresholds a little under what was measured (Dice 0.94, 0.77, 0.42; errors -4 %, -31 %)
+    dice, error = scores["intraparenchymal haemorrhage"]
+    assert dice > 0.85 and abs(error) < 0.15
+    dice, error = scores["epidural haemorrhage"]
+    assert dice > 0.65 and -0.45 < error < 0.1
+    assert scores["subdural haemorrhage"][0] > 0.3  # the thin crescent's core; its rim against bone is lost
+    # known limit: subarachnoid blood in sulci against the bone (median 200 HU with partial volume) is not found
+    assert far_ml < 1.0  # measured 0.15 mL of false positives farther than 10 mm from every lesion

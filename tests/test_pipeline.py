@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from batch_data import MARKER_MM, write_dataset
 
+import ctexplore as ct
 from ctexplore import DicomError, scan
 from ctexplore.batch import ALREADY_DONE, MANIFEST_COLUMNS, preprocess
 from ctexplore.export import load_npz
@@ -375,3 +376,115 @@ class TestSafety:
         import nibabel
 
         assert nibabel.load(output).header.get_zooms() == pytest.approx((4.0, 4.0, 4.0))
+
+
+# ---------------------------------------------------------------------------- model inputs
+
+BLEED_CENTRE = np.array([-30.0, -42.0, 32.0])  # the phantom's right frontal bleed (ctexplore.phantom)
+BLEED_SEMI_AXES = np.array([10.0, 13.0, 9.0])
+TILT = 20.0
+
+
+def _inside_bleed(points: np.ndarray) -> np.ndarray:
+    return np.linalg.norm((points - BLEED_CENTRE) / BLEED_SEMI_AXES, axis=-1) < 1
+
+
+def _slices_through_bleed(volume) -> np.ndarray:
+    """Per slice of `volume`: does any voxel centre lie inside the bleed (computed from the geometry)?"""
+    index = np.stack(np.meshgrid(*[np.arange(n) for n in volume.shape], indexing="ij"), axis=-1)
+    return _inside_bleed(volume.index_to_world(index.reshape(-1, 3)).reshape(volume.shape + (3,))).any(axis=(1, 2))
+
+
+@pytest.fixture(scope="module")
+def tilted_with_image_labels(tmp_path_factory):
+    """A gantry-tilted series and an RSNA-style image-level label file (bleed per SOP Instance UID)."""
+    source = tmp_path_factory.mktemp("tilted")
+    write_series(source / "P1", n_slices=40, matrix=64, slice_spacing=2.5, gantry_tilt=TILT, noise=3.0, shuffle=True)
+    from ctexplore.reader import load_series
+
+    volume = load_series(source / "P1")
+    through = _slices_through_bleed(volume)
+    assert 2 < through.sum() < 20  # the test means something: some images show the bleed, most do not
+    labels = tmp_path_factory.mktemp("labels") / "images.csv"
+    lines = [f"{uid},{int(hit)}" for uid, hit in zip(volume.meta["sop_instance_uids"], through)]
+    labels.write_text("sop_instance_uid,bleed\n" + "\n".join(lines) + "\n")
+    return source, labels, volume
+
+
+def _cli_preprocess(source, out, *flags):
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "ctexplore", "preprocess", str(source), str(out), "--workers", "1", "--no-progress"]
+    result = subprocess.run([*args, *flags], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+class TestModelInputs:
+    FLAGS = ("--spacing", "2", "--slab", "5", "max", "--stack-2p5d", "1", "--window", "brain", "subdural")
+
+    def test_options_check_slab_and_stack(self):
+        assert PreprocessOptions(slab=5).slab == (5.0, "mean")
+        with pytest.raises(ValueError, match="slab mode"):
+            PreprocessOptions(slab=(5, "median"))
+        with pytest.raises(ValueError, match="positive"):
+            PreprocessOptions(slab=(0, "max"))
+        with pytest.raises(ValueError, match="whole number"):
+            PreprocessOptions(stack_2p5d=-1)
+        with pytest.raises(ValueError, match="format 'npz'"):
+            PreprocessOptions(stack_2p5d=1, format="nifti")
+
+    def test_cli_slab_and_2p5d_on_a_tilted_series_keep_image_labels_aligned(self, tilted_with_image_labels, tmp_path):
+        source, labels, acquired = tilted_with_image_labels
+        _cli_preprocess(source, tmp_path, *self.FLAGS, "--skull-strip", "--no-compress")
+        ds = ct.VolumeDataset(tmp_path, labels=labels, slices=True)
+        volume, extras = load_npz(ds[0][1]["path"])
+        assert not volume.is_tilted and volume.spacing == pytest.approx((4.0, 2.0, 2.0))  # 5 mm -> 2 slices of 2 mm
+        assert volume.meta["slab"]["mode"] == "max" and volume.meta["processed_axes"] == "channel, slice, row, col"
+        processed = extras["processed"]
+        assert processed.shape == (6,) + volume.shape
+        assert volume.meta["processed_channels"][:3] == ["brain[-1]", "brain[+0]", "brain[+1]"]
+        half_hu = 0.5 / 80 + 1e-6  # the stored HU are rounded to int16 after the window was taken (width 80)
+        np.testing.assert_allclose(processed[1], window(volume.hu, "brain"), atol=half_hu)
+        np.testing.assert_allclose(processed[0, 1:], window(volume.hu[:-1], "brain"), atol=half_hu)
+        assert volume.hu.max() < 400  # skull stripped before the MIP slab: no bone left
+        assert len(ds) == volume.shape[0]
+        # every output slab that crosses the bleed is labelled from the acquired images; none far from it is
+        crosses = _slices_through_bleed(volume)
+        extent = np.sqrt(((BLEED_SEMI_AXES * volume.normal) ** 2).sum())  # the bleed's half-extent along the normal
+        centre = BLEED_CENTRE @ volume.normal
+        reach = volume.spacing[0] / 2 + acquired.spacing[0]  # half a slab plus the interpolation's neighbour
+        positives = 0
+        for i in range(len(ds)):
+            image, record = ds[i]
+            assert image.shape == (6,) + volume.shape[1:]
+            np.testing.assert_array_equal(image, processed[:, i])
+            assert record["sop_instance_uids"].split("\\") == volume.meta["slice_sources"][i]
+            assert set(volume.meta["slice_sources"][i]) <= set(acquired.meta["sop_instance_uids"])
+            label = record["labels"]["bleed"]
+            positives += label == 1
+            if crosses[i]:
+                assert label == 1, i
+            if label == 1:
+                plane = volume.meta["slice_positions"][i]
+                assert abs(plane - centre) <= extent + reach, i
+        assert 0 < positives < len(ds)
+
+    def test_a_rerun_with_the_same_model_flags_is_already_done(self, tilted_with_image_labels, tmp_path):
+        source, _, _ = tilted_with_image_labels
+        _cli_preprocess(source, tmp_path, *self.FLAGS)
+        _cli_preprocess(source, tmp_path, *self.FLAGS)
+        assert [row["reason"] for row in read_manifest(tmp_path).values()] == [ALREADY_DONE]
+        _cli_preprocess(source, tmp_path, "--spacing", "2", "--slab", "5", "mean")
+        assert [row["reason"] for row in read_manifest(tmp_path).values()] == [""]
+
+    def test_every_output_records_the_source_images_of_each_slice(self, tilted_with_image_labels, tmp_path):
+        source, _, acquired = tilted_with_image_labels
+        _cli_preprocess(source, tmp_path, "--keep-spacing", "--format", "nifti")
+        sidecar = next(tmp_path.rglob("*.json"))
+        import json
+
+        meta = json.loads(sidecar.read_text())["meta"]
+        # keep-spacing on a tilted series: the orthogonal slices are the acquired planes, one image each
+        assert meta["slice_sources"] == [[uid] for uid in acquired.meta["sop_instance_uids"]]
