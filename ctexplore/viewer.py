@@ -43,6 +43,7 @@ __all__ = [
     "display_size",
     "display_volume",
     "encode_png",
+    "full_resolution_slab",
     "hu_at",
     "plane_geometry",
     "readout_text",
@@ -334,11 +335,47 @@ def display_volume(volume: Volume, limit: int = FULL_RESOLUTION_BYTES) -> tuple[
     return shown, "; ".join(notes)
 
 
+def full_resolution_slab(volume: Volume, slice_index: int, limit: int = FULL_RESOLUTION_BYTES) -> tuple[Volume, str]:
+    """The whole slices of `volume` around `slice_index` that fit in `limit` bytes of int16, undecimated.
+
+    What the viewer sends when a decimated preview is asked for full resolution:
+    every voxel of as many stored slices as fit, centred on `slice_index`
+    (shifted to stay inside the volume). Returns the slab, prepared as
+    :func:`display_volume` does, and a note naming the slices it holds.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ctexplore.volume import Volume
+    >>> vol = Volume(np.zeros((100, 64, 64), np.int16), np.diag([2.0, 0.5, 0.5, 1.0]))
+    >>> slab, note = full_resolution_slab(vol, 95, limit=20 * 64 * 64 * 2)
+    >>> slab.shape, float(slab.index_to_world([0, 0, 0])[0]), note
+    ((20, 64, 64), 160.0, 'full resolution: stored slices 80-99 of 100 (the slab around the crosshair)')
+    """
+    slice_bytes = volume.shape[1] * volume.shape[2] * 2
+    if slice_bytes > limit:
+        raise ValueError(
+            f"one {volume.shape[1]} x {volume.shape[2]} slice is {slice_bytes} bytes of int16, over the "
+            f"limit of {limit}; pass a larger max_bytes to view()"
+        )
+    count = min(volume.shape[0], limit // slice_bytes)
+    first = int(np.clip(slice_index - count // 2, 0, volume.shape[0] - count))
+    cut = slice(first, first + count)
+    affine = volume.affine.copy()
+    affine[:3, 3] = volume.index_to_world([first, 0, 0])
+    padding = None if volume.padding is None else volume.padding[cut]
+    slab, note = display_volume(volume.with_hu(volume.hu[cut], affine, padding=padding), limit=2**62)
+    where = f"full resolution: stored slices {first}-{first + count - 1} of {volume.shape[0]} (the slab around the crosshair)"
+    return slab, "; ".join(filter(None, [where, note]))
+
+
 def _ordinal(n: int) -> str:
     return f"{n}{'st' if n == 1 else 'nd' if n == 2 else 'rd' if n == 3 else 'th'}"
 
 
-def _viewer_meta(volume: Volume, window: tuple[float, float, str], note: str) -> dict[str, Any]:
+def _viewer_meta(
+    volume: Volume, window: tuple[float, float, str], note: str, resolution: str = "full"
+) -> dict[str, Any]:
     planes = {}
     for plane in PLANES:
         geometry = plane_geometry(volume, plane)
@@ -363,6 +400,7 @@ def _viewer_meta(volume: Volume, window: tuple[float, float, str], note: str) ->
         "initial_window": list(window),
         "note": note,
         "banner": "",
+        "resolution": resolution,  # "full", "preview" (decimated) or "slab" (full resolution, part of it)
     }
 
 
@@ -383,6 +421,22 @@ def _as_overlays(volume: Volume, overlays: Any) -> list[tuple[str, np.ndarray]]:
             raise ValueError(f"overlay {name!r} holds labels outside 0..255; relabel it first")
         named.append((name, array))
     return named
+
+
+def _page_volume(volume: Volume, overlays: Any, limit: int) -> tuple[Volume, str, list[tuple[str, np.ndarray]], str]:
+    """What a page gets: the display volume, its note, the overlays on its grid, and its resolution."""
+    named = _as_overlays(volume, overlays)
+    if named and volume.is_tilted:
+        raise ValueError(
+            "overlays on a gantry-tilted volume would not line up with the tilt-corrected picture: "
+            "correct the tilt first (ctexplore.correct_tilt) and build the masks on the corrected volume"
+        )
+    shown, note = display_volume(volume, limit)
+    steps = decimation_factors(volume.shape, 2, limit)
+    if steps != (1, 1, 1):
+        cut = tuple(slice(None, None, s) for s in steps)
+        named = [(name, array[cut]) for name, array in named]
+    return shown, note, named, "full" if steps == (1, 1, 1) else "preview"
 
 
 try:  # the widget needs anywidget; the functions above do not
@@ -435,13 +489,13 @@ if anywidget is not None:
         ) -> None:
             import uuid
 
-            shown, note = display_volume(volume, max_bytes)
-            self.volume = shown  # the page's copy; the same array when no conversion was needed
-            self.overlays = _as_overlays(volume, overlays)
-            if shown.shape != volume.shape:
-                steps = decimation_factors(volume.shape, 2, max_bytes)
-                cut = tuple(slice(None, None, s) for s in steps)
-                self.overlays = [(n, a[cut]) for n, a in self.overlays]
+            shown, note, self.overlays, resolution = _page_volume(volume, overlays, max_bytes)
+            self.volume = shown  # what the page shows; the same array when no conversion was needed
+            # references, not copies: full resolution on demand cuts its slab from these
+            self._source = volume
+            self._source_overlays = _as_overlays(volume, overlays)
+            self._max_bytes = max_bytes
+            self._preview = (shown, note, self.overlays)
             center, width, _ = window_setting(window)
             name = window if isinstance(window, str) else "custom"
             crosshair = [n // 2 for n in shown.shape]
@@ -449,7 +503,7 @@ if anywidget is not None:
                 geometry = plane_geometry(shown, plane)
                 crosshair[geometry.slice_axis] = int(index)
             super().__init__(
-                _meta=_viewer_meta(shown, (center, width, name), note),
+                _meta=_viewer_meta(shown, (center, width, name), note, resolution),
                 _static_id=uuid.uuid4().hex,
                 crosshair=crosshair,
                 plane=plane,
@@ -485,6 +539,43 @@ if anywidget is not None:
             elif content.get("type") == "request_volume":
                 message, buffers = self._volume_message()
                 self.send(message, buffers)
+            elif content.get("type") == "request_full":
+                self.show_full_resolution()
+            elif content.get("type") == "request_preview":
+                self.show_preview()
+
+        def show_full_resolution(self) -> None:
+            """Send the page every voxel of the slices around the crosshair (what its button asks for).
+
+            A decimated preview (volume over ``max_bytes``) is replaced by the
+            full-resolution slab of :func:`full_resolution_slab`, centred on the
+            crosshair; :meth:`show_preview` goes back to the whole volume.
+            """
+            world = self.volume.index_to_world(self.crosshair)
+            centre = int(np.clip(np.rint(self._source.world_to_index(world)[0]), 0, self._source.shape[0] - 1))
+            slab, note = full_resolution_slab(self._source, centre, self._max_bytes)
+            first = int(np.rint(self._source.world_to_index(slab.index_to_world([0, 0, 0]))[0]))
+            overlays = [(name, array[first : first + slab.shape[0]]) for name, array in self._source_overlays]
+            self._switch_grid(slab, note, overlays, "slab", world)
+
+        def show_preview(self) -> None:
+            """Go back to the (decimated) whole volume after :meth:`show_full_resolution`."""
+            shown, note, overlays = self._preview
+            self._switch_grid(shown, note, overlays, "preview", None)
+
+        def _switch_grid(
+            self, shown: Volume, note: str, overlays: list[tuple[str, np.ndarray]], resolution: str, world: Any
+        ) -> None:
+            if world is None:
+                world = self.volume.index_to_world(self.crosshair)
+            index = np.clip(np.rint(shown.world_to_index(world)), 0, np.asarray(shown.shape) - 1).astype(int)
+            self.volume, self.overlays = shown, overlays
+            initial = self._meta["initial_window"]
+            with self.hold_sync():
+                self._meta = _viewer_meta(shown, tuple(initial), note, resolution)
+                self.crosshair = [int(i) for i in index]
+            message, buffers = self._volume_message()
+            self.send(message, buffers)
 
         def _volume_message(self) -> tuple[dict[str, Any], list[memoryview]]:
             buffers = [memoryview(self.volume.hu).cast("B")]
@@ -575,11 +666,7 @@ def save_viewer_html(
     import json
     import tempfile
 
-    shown, note = display_volume(volume, max_bytes)
-    named = _as_overlays(volume, overlays)
-    if shown.shape != volume.shape:
-        cut = tuple(slice(None, None, s) for s in decimation_factors(volume.shape, 2, max_bytes))
-        named = [(n, a[cut]) for n, a in named]
+    shown, note, named, _ = _page_volume(volume, overlays, max_bytes)
     center, width, _ = window_setting(window)
     name = window if isinstance(window, str) else "custom"
     meta = _viewer_meta(shown, (center, width, name), note)

@@ -24,6 +24,7 @@ from ctexplore.viewer import (
     display_size,
     display_volume,
     encode_png,
+    full_resolution_slab,
     hu_at,
     readout_text,
     render_slice,
@@ -219,3 +220,45 @@ class TestCTViewer:
     def test_static_picture_is_a_real_png(self, head):
         png = view(head, plane="coronal").static_png()
         assert max(_decode(png).shape[:2]) >= 256
+
+
+class TestFullResolutionOnDemand:
+    """A volume over ``max_bytes`` arrives thinned; the page's button asks for every voxel around the crosshair."""
+
+    def test_preview_then_full_slab_then_preview_again(self, head):
+        mask = head.hu == 70
+        viewer = view(head, {"bleed": mask}, max_bytes=head.hu.nbytes // 3)
+        assert viewer._meta["resolution"] == "preview"
+        assert viewer.volume.shape == (24, 48, 40) and "every 1st slice, 2nd row, 2nd column" in viewer._meta["note"]
+        sent = []
+        viewer.send = lambda content, buffers=None: sent.append((content, buffers))  # the comm to the page
+        bleed = viewer.volume.world_to_index(BLEED_CENTRE_MM)
+        viewer.crosshair = [int(v) for v in np.rint(bleed)]
+        world = viewer.volume.index_to_world(viewer.crosshair)
+
+        viewer._on_message(viewer, {"type": "request_full"}, [])
+        assert viewer._meta["resolution"] == "slab"
+        assert viewer._meta["note"].startswith("full resolution: stored slices ")
+        ((message, buffers),) = sent
+        assert message["type"] == "volume" and viewer.volume.shape == (8, 96, 80)
+        first = int(np.rint(head.world_to_index(viewer.volume.index_to_world([0, 0, 0]))[0]))
+        assert first <= int(np.rint(head.world_to_index(world)[0])) < first + 8
+        assert bytes(buffers[0]) == head.hu[first : first + 8].tobytes()  # every voxel, no thinning
+        assert bytes(buffers[1]) == mask[first : first + 8].astype(np.uint8).tobytes()
+        # the crosshair stays on the same spot of the patient, now on the finer grid
+        moved = viewer.volume.index_to_world(viewer.crosshair)
+        assert np.abs(moved - world).max() <= max(head.spacing) / 2 + 1e-6
+        assert (
+            viewer.volume.hu[tuple(viewer.crosshair)] == head.hu[tuple(np.rint(head.world_to_index(moved)).astype(int))]
+        )
+
+        viewer._on_message(viewer, {"type": "request_preview"}, [])
+        assert viewer._meta["resolution"] == "preview" and viewer.volume.shape == (24, 48, 40)
+        assert len(sent) == 2 and bytes(sent[1][1][0]) == viewer.volume.hu.tobytes()
+
+    def test_small_volume_is_full_resolution_and_needs_no_button(self, head):
+        assert view(head)._meta["resolution"] == "full"
+
+    def test_slab_limit_below_one_slice_is_refused_with_the_remedy(self, head):
+        with pytest.raises(ValueError, match="over the limit of 100; pass a larger max_bytes"):
+            full_resolution_slab(head, 3, limit=100)

@@ -36,6 +36,8 @@ export function createViewer(model, root) {
   let vol = null;  // {hu: Int16Array, padding, overlays[], shape, strides}
   const meta = () => model.get("_meta");
   let lut = buildLut(model.get("center"), model.get("width"));
+  let lutVersion = 0;  // bumps with every new window, so unchanged slices are not re-extracted
+  let paints = 0;
   let hover = null;  // {plane, voxel}
   let activePlane = model.get("plane");
   let lastPong = Date.now();
@@ -63,7 +65,9 @@ export function createViewer(model, root) {
   const conventionButton = el("button", "ctv-convention", "");
   const resetButton = el("button", "ctv-reset", "reset");
   const clearButton = el("button", "ctv-clear", "clear measurements");
-  toolbar.append(presetMenu, toolMenu, layoutButton, conventionButton, resetButton, clearButton);
+  // big volumes arrive thinned; this asks the kernel for full resolution around the crosshair
+  const resolutionButton = el("button", "ctv-resolution", "");
+  toolbar.append(presetMenu, toolMenu, layoutButton, conventionButton, resetButton, clearButton, resolutionButton);
 
   const panelsBox = el("div", "ctv-panels");
   const side = el("div", "ctv-side");
@@ -92,9 +96,17 @@ export function createViewer(model, root) {
     const canvas = el("canvas", "ctv-canvas");
     panel.append(label, canvas);
     panelsBox.appendChild(panel);
-    panels[plane] = { panel, label, canvas, ctx: canvas.getContext("2d"), image: null, buffer: null, cssW: 1, cssH: 1 };
+    panels[plane] = { panel, label, canvas, ctx: canvas.getContext("2d"), image: null, buffer: null, cssW: 1, cssH: 1, key: "", paints: 0 };
     view[plane] = { zoom: 1, panX: 0, panY: 0 };
   }
+
+  // changes made here are painted here; the change listeners below are for Python's changes
+  let localChange = false;
+  function setLocal(name, value) {
+    localChange = true;
+    try { model.set(name, value); } finally { localChange = false; }
+  }
+  function newLut(center, width) { lutVersion += 1; return buildLut(center, width); }
 
   // ----- geometry -----------------------------------------------------------------------
   function geom(plane) { return meta().planes[plane]; }
@@ -160,6 +172,9 @@ export function createViewer(model, root) {
 
   function extract(plane) {
     const g = geom(plane), d = dims(plane), p = panels[plane];
+    const key = `${sliceIndex(plane)}|${lutVersion}|${flipH(plane)}|${model.get("overlay_visible")}|${model.get("opacity")}`;
+    if (p.image && p.key === key && p.image.width === d.cols && p.image.height === d.rows) return;
+    p.key = key;
     if (!p.image || p.image.width !== d.cols || p.image.height !== d.rows) {
       p.buffer = document.createElement("canvas");
       p.buffer.width = d.cols; p.buffer.height = d.rows;
@@ -253,6 +268,13 @@ export function createViewer(model, root) {
     }
     if (drag && drag.shape && drag.plane === plane) drawShape(ctx, t, drag.shape, "#ff9100");
     p.label.textContent = positionText(plane);
+    // paint counters on the DOM: tests and benchmarks/bench_viewer_browser.py read them
+    p.paints += 1; paints += 1;
+    p.panel.dataset.paints = p.paints;
+    p.panel.dataset.paintedIndex = sliceIndex(plane);
+    root.dataset.paints = paints;
+    root.dataset.lastPaintMs = performance.now().toFixed(2);
+    if (!root.dataset.firstPaintMs) root.dataset.firstPaintMs = root.dataset.lastPaintMs;
   }
 
   function drawShape(ctx, t, m, colour) {
@@ -291,6 +313,11 @@ export function createViewer(model, root) {
     const x = model.get("crosshair");
     crossText.textContent = `crosshair (${x.join(", ")}): ${huText(x)}`;
     presetMenu.value = PRESETS.some(([n]) => n === model.get("window_name")) ? model.get("window_name") : "custom";
+    const resolution = meta().resolution || "full";
+    resolutionButton.style.display = resolution === "full" || model.standalone ? "none" : "";
+    resolutionButton.textContent = resolution === "preview"
+      ? "full resolution around the crosshair" : "back to the whole volume (preview)";
+    root.dataset.resolution = resolution;
     conventionButton.textContent = model.get("convention") === "radiological"
       ? "radiological (patient R on screen left)" : "neurological (patient R on screen right)";
     measureBox.textContent = model.get("measurements").map((m, i) => `#${i + 1} ${m.plane} ${m.index}: ${m.text}`).join("\n");
@@ -311,7 +338,7 @@ export function createViewer(model, root) {
   function setCrosshair(v, planes) {
     const shape = meta().shape;
     v = v.map((x, i) => Math.max(0, Math.min(shape[i] - 1, Math.round(x))));
-    model.set("crosshair", v);
+    setLocal("crosshair", v);
     sync();
     for (const p of planes) paint(p);
     readouts();
@@ -323,16 +350,16 @@ export function createViewer(model, root) {
     setCrosshair(v, ["axial", "coronal", "sagittal"]);
   }
   function setWindow(center, width, name) {
-    model.set("center", center); model.set("width", Math.max(1, width)); model.set("window_name", name);
-    lut = buildLut(center, Math.max(1, width));
+    setLocal("center", center); setLocal("width", Math.max(1, width)); setLocal("window_name", name);
+    lut = newLut(center, Math.max(1, width));
     sync();
     paintAll();
   }
   function resetView() {
     for (const plane in view) view[plane] = { zoom: 1, panX: 0, panY: 0 };
     const w = meta().initial_window;
-    lut = buildLut(w[0], w[1]);
-    model.set("center", w[0]); model.set("width", w[1]); model.set("window_name", w[2]);
+    lut = newLut(w[0], w[1]);
+    setLocal("center", w[0]); setLocal("width", w[1]); setLocal("window_name", w[2]);
     sync();
     paintAll();
   }
@@ -446,7 +473,7 @@ export function createViewer(model, root) {
     if (d.shape && d.tool !== "probe") {
       const m = measure(d.plane, d.shape);
       if (m) {
-        model.set("measurements", [...model.get("measurements"), m]);
+        setLocal("measurements", [...model.get("measurements"), m]);
         sync();
       }
       paint(d.plane); readouts();
@@ -487,16 +514,20 @@ export function createViewer(model, root) {
     root.focus({ preventScroll: true });
   });
   layoutButton.addEventListener("click", () => {
-    model.set("layout", model.get("layout") === "one" ? "three" : "one");
-    if (model.get("layout") === "one") model.set("plane", activePlane);
+    setLocal("layout", model.get("layout") === "one" ? "three" : "one");
+    if (model.get("layout") === "one") setLocal("plane", activePlane);
     sync(); layoutPanels(); paintAll();
   });
   conventionButton.addEventListener("click", () => {
-    model.set("convention", model.get("convention") === "radiological" ? "neurological" : "radiological");
+    setLocal("convention", model.get("convention") === "radiological" ? "neurological" : "radiological");
     sync(); paintAll();
   });
   resetButton.addEventListener("click", resetView);
-  clearButton.addEventListener("click", () => { model.set("measurements", []); sync(); paintAll(); });
+  resolutionButton.addEventListener("click", () => {
+    banner.style.display = ""; banner.textContent = "asking the kernel for the other resolution ...";
+    model.send({ type: meta().resolution === "preview" ? "request_full" : "request_preview" });
+  });
+  clearButton.addEventListener("click", () => { setLocal("measurements", []); sync(); paintAll(); });
 
   function buildLegend() {
     legend.replaceChildren();
@@ -509,7 +540,7 @@ export function createViewer(model, root) {
         const visible = model.get("overlay_visible").slice();
         while (visible.length < vol.overlays.length) visible.push(true);
         visible[i] = box.checked;
-        model.set("overlay_visible", visible); sync(); paintAll();
+        setLocal("overlay_visible", visible); sync(); paintAll();
       });
       const swatch = el("span", "ctv-swatch");
       swatch.style.background = `rgb(${ov.colours[1]})`;
@@ -518,7 +549,7 @@ export function createViewer(model, root) {
     });
     const opacity = el("input", "ctv-opacity"); opacity.type = "range"; opacity.min = 0; opacity.max = 1; opacity.step = 0.05;
     opacity.value = model.get("opacity");
-    opacity.addEventListener("input", () => { model.set("opacity", Number(opacity.value)); sync(); paintAll(); });
+    opacity.addEventListener("input", () => { setLocal("opacity", Number(opacity.value)); sync(); paintAll(); });
     legend.append(el("div", "", "opacity"), opacity);
   }
 
@@ -526,6 +557,8 @@ export function createViewer(model, root) {
   function receive(message, buffers) {
     if (message.type === "pong") { lastPong = Date.now(); return; }
     if (message.type !== "volume") return;
+    root.dataset.volumeReceivedMs = performance.now().toFixed(2);
+    root.dataset.volumeBytes = buffers.reduce((n, b) => n + b.byteLength, 0);
     const view8 = (b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
     const raw = buffers[0];
     const hu = new Int16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
@@ -543,13 +576,29 @@ export function createViewer(model, root) {
     root.dataset.ready = "true";
   }
   model.on("msg:custom", receive);
-  for (const name of ["crosshair", "center", "width", "convention", "overlay_visible", "opacity", "measurements"]) {
-    model.on(`change:${name}`, () => {
-      if (name === "center" || name === "width") lut = buildLut(model.get("center"), model.get("width"));
-      if (vol) paintAll();
+  // a new grid (full resolution slab or preview) is announced by new metadata, then its buffers follow
+  model.on("change:_meta", () => {
+    vol = null;
+    for (const plane in panels) panels[plane].key = "";
+    delete root.dataset.ready;
+  });
+  // Python may set several traits at once: one repaint in the next frame
+  let remotePaint = null;
+  function paintFromPython(relayout) {
+    if (remotePaint) { remotePaint.relayout ||= relayout; return; }
+    remotePaint = { relayout };
+    requestAnimationFrame(() => {
+      const r = remotePaint; remotePaint = null;
+      lut = newLut(model.get("center"), model.get("width"));
+      if (!vol) return;
+      if (r.relayout) layoutPanels();
+      paintAll();
     });
   }
-  for (const name of ["layout", "plane"]) model.on(`change:${name}`, () => { if (vol) { layoutPanels(); paintAll(); } });
+  for (const name of ["crosshair", "center", "width", "window_name", "convention", "overlay_visible", "opacity", "measurements"]) {
+    model.on(`change:${name}`, () => { if (!localChange) paintFromPython(false); });
+  }
+  for (const name of ["layout", "plane"]) model.on(`change:${name}`, () => { if (!localChange) paintFromPython(true); });
 
   const resize = new ResizeObserver(() => { if (vol) { layoutPanels(); paintAll(); } });
   resize.observe(root);
@@ -564,6 +613,7 @@ export function createViewer(model, root) {
       root.dataset.kernel = "ok"; banner.style.display = meta().banner ? "" : "none"; banner.textContent = meta().banner || "";
     }
   }, 2000);
+  root.dataset.volumeRequestedMs = performance.now().toFixed(2);
   model.send({ type: "request_volume" });
   return () => { resize.disconnect(); if (heartbeat) clearInterval(heartbeat); };
 }
