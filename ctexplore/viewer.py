@@ -453,7 +453,7 @@ if anywidget is not None:
 
         Synced state (read and set it from Python): ``crosshair`` (array voxel
         ``[slice, row, col]``, which also fixes the slice of every plane),
-        ``plane`` (main plane), ``layout`` (``"three"`` or ``"one"``),
+        ``plane`` (main plane), ``plane_layout`` (``"three"`` or ``"one"``),
         ``center``/``width``/``window_name``, ``convention``, ``opacity``,
         ``overlay_visible`` and ``measurements`` (made in the page).
         The volume itself is never synced state: the page asks for it once by
@@ -466,7 +466,8 @@ if anywidget is not None:
         _static_id = traitlets.Unicode().tag(sync=True)
         crosshair = traitlets.List(traitlets.Int(), minlen=3, maxlen=3).tag(sync=True)
         plane = traitlets.Enum(PLANES, default_value="axial").tag(sync=True)
-        layout = traitlets.Enum(("three", "one"), default_value="three").tag(sync=True)
+        # not ``layout``: DOMWidget's ``layout`` is its CSS Layout widget
+        plane_layout = traitlets.Enum(("three", "one"), default_value="three").tag(sync=True)
         center = traitlets.Float(40.0).tag(sync=True)
         width = traitlets.Float(80.0).tag(sync=True)
         window_name = traitlets.Unicode("brain").tag(sync=True)
@@ -507,7 +508,7 @@ if anywidget is not None:
                 _static_id=uuid.uuid4().hex,
                 crosshair=crosshair,
                 plane=plane,
-                layout=layout,
+                plane_layout=layout,
                 center=center,
                 width=width,
                 window_name=name,
@@ -629,7 +630,14 @@ if anywidget is not None:
             from IPython.display import display
 
             self._static_handle = display(self._static_bundle(), raw=True, display_id=True)
-            return super()._repr_mimebundle_(**kwargs)
+            bundle = super()._repr_mimebundle_(**kwargs)
+            data = bundle[0] if isinstance(bundle, tuple) else bundle  # anywidget adds metadata
+            # JupyterLab shows this text where the widget's model is gone (a reopened notebook)
+            data["text/plain"] = (
+                "ctexplore viewer: live only while its kernel runs; the picture above is its static copy. "
+                "Run the cell again to browse."
+            )
+            return bundle
 
         def update_static(self) -> None:
             """Redraw the static picture (for the saved notebook) from the current state."""
@@ -677,7 +685,7 @@ def save_viewer_html(
         "_static_id": "standalone",
         "crosshair": point,
         "plane": "axial",
-        "layout": "three",
+        "plane_layout": "three",
         "center": center,
         "width": width,
         "window_name": name,
@@ -771,12 +779,19 @@ def view(
     index : int, optional
         Slice of `plane` shown first (default: the middle one).
     layout : {"three", "one"}
+        Three linked planes, or the main plane alone (trait ``plane_layout``).
     opacity : float
+        Of the overlays, 0 to 1.
     max_bytes : int
         Size policy: volumes up to this many bytes of int16 (default 256 MiB,
-        i.e. 512 x 512 x 512) go at full resolution; bigger ones are thinned
-        by whole steps (rows and columns first) and the viewer says so.
-        Pass a larger value for full resolution, memory permitting.
+        i.e. 512 x 512 x 512) go at full resolution; bigger ones go as a
+        preview thinned by whole steps (rows and columns first) and the viewer
+        says so. Its "full resolution around the crosshair" button (or
+        :meth:`CTViewer.show_full_resolution`) then makes the kernel send every
+        voxel of the stored slices around the crosshair that fit in
+        `max_bytes` (:func:`full_resolution_slab`); "back to the whole volume"
+        returns to the preview. Pass a larger value for full resolution of
+        the whole volume, memory permitting.
 
     Returns
     -------

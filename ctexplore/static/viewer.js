@@ -38,11 +38,11 @@ export function createViewer(model, root) {
   let lut = buildLut(model.get("center"), model.get("width"));
   let lutVersion = 0;  // bumps with every new window, so unchanged slices are not re-extracted
   let paints = 0;
-  let hover = null;  // {plane, voxel}
+  let hover = null;  // {plane, row, col} of the displayed pixel under the pointer
   let activePlane = model.get("plane");
   let lastPong = Date.now();
   const view = {};  // per plane zoom/pan
-  let pendingSync = null;
+  let pendingSync = false;
 
   root.classList.add("ctexplore-viewer");
   root.tabIndex = 0;
@@ -148,7 +148,7 @@ export function createViewer(model, root) {
 
   // ----- painting -----------------------------------------------------------------------
   function layoutPanels() {
-    const one = model.get("layout") === "one";
+    const one = model.get("plane_layout") === "one";
     const main = model.get("plane");
     const width = Math.max(200, (root.clientWidth || 600) - side.offsetWidth - 16);
     const shown = one ? [main] : ["axial", "coronal", "sagittal"];
@@ -307,7 +307,14 @@ export function createViewer(model, root) {
     ctx.fillStyle = "#eee"; ctx.textBaseline = "middle"; ctx.fillText("pad", 21, 191);
   }
 
+  function pointerReadout() {
+    // the voxel under a still pointer changes when the slice does
+    const voxel = hover && vol ? voxelAt(hover.plane, hover.row, hover.col) : null;
+    pointerText.textContent = voxel ? `HU under pointer (${voxel.join(", ")}): ${huText(voxel)}` : "HU under pointer: -";
+  }
+
   function readouts() {
+    pointerReadout();
     const c = model.get("center"), w = model.get("width");
     windowText.textContent = `window ${model.get("window_name")} ${+c.toFixed(1)}/${+w.toFixed(1)}`;
     const x = model.get("crosshair");
@@ -331,9 +338,11 @@ export function createViewer(model, root) {
 
   // ----- state changes ------------------------------------------------------------------
   function sync() {
-    // the picture follows at once; Python hears about it at most every 80 ms
+    // one message per input event, sent before any kernel message is handled: a throttled send
+    // would let the kernel's echo of an older value overwrite the unsent newer one
     if (pendingSync) return;
-    pendingSync = setTimeout(() => { pendingSync = null; model.save_changes(); }, 80);
+    pendingSync = true;
+    queueMicrotask(() => { pendingSync = false; model.save_changes(); });
   }
   function setCrosshair(v, planes) {
     const shape = meta().shape;
@@ -437,10 +446,12 @@ export function createViewer(model, root) {
     if (plane) activePlane = plane;
     if (plane && vol && !drag) {
       const px = pixelAt(plane, event);
-      hover = px ? { plane, voxel: voxelAt(plane, px[0], px[1]) } : null;
-      pointerText.textContent = hover ? `HU under pointer (${hover.voxel.join(", ")}): ${huText(hover.voxel)}` : "HU under pointer: -";
+      hover = px ? { plane, row: px[0], col: px[1] } : null;
+      pointerReadout();
     }
-    if (!drag) return;
+    if (drag) dragTo(event);
+  });
+  function dragTo(event) {
     const dx = event.clientX - drag.x, dy = event.clientY - drag.y;
     if (!drag.moved && Math.hypot(dx, dy) < 3) return;
     drag.moved = true;
@@ -456,7 +467,7 @@ export function createViewer(model, root) {
       drag.shape = { kind: drag.tool, pixels: [...drag.start, ...end] };
       requestPaint(drag.plane);
     }
-  });
+  }
   let paintRequested = new Set();
   function requestPaint(plane) {
     if (paintRequested.size === 0) requestAnimationFrame(() => { const s = paintRequested; paintRequested = new Set(); s.forEach(paint); });
@@ -464,6 +475,7 @@ export function createViewer(model, root) {
   }
   panelsBox.addEventListener("pointerup", (event) => {
     if (!drag) return;
+    dragTo(event);  // the last move may not have had its own pointermove
     const d = drag;
     drag = null;
     if (!d.moved && !d.pan && d.start) {
@@ -514,8 +526,8 @@ export function createViewer(model, root) {
     root.focus({ preventScroll: true });
   });
   layoutButton.addEventListener("click", () => {
-    setLocal("layout", model.get("layout") === "one" ? "three" : "one");
-    if (model.get("layout") === "one") setLocal("plane", activePlane);
+    setLocal("plane_layout", model.get("plane_layout") === "one" ? "three" : "one");
+    if (model.get("plane_layout") === "one") setLocal("plane", activePlane);
     sync(); layoutPanels(); paintAll();
   });
   conventionButton.addEventListener("click", () => {
@@ -598,7 +610,7 @@ export function createViewer(model, root) {
   for (const name of ["crosshair", "center", "width", "window_name", "convention", "overlay_visible", "opacity", "measurements"]) {
     model.on(`change:${name}`, () => { if (!localChange) paintFromPython(false); });
   }
-  for (const name of ["layout", "plane"]) model.on(`change:${name}`, () => { if (!localChange) paintFromPython(true); });
+  for (const name of ["plane_layout", "plane"]) model.on(`change:${name}`, () => { if (!localChange) paintFromPython(true); });
 
   const resize = new ResizeObserver(() => { if (vol) { layoutPanels(); paintAll(); } });
   resize.observe(root);
