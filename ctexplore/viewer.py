@@ -423,6 +423,22 @@ def _as_overlays(volume: Volume, overlays: Any) -> list[tuple[str, np.ndarray]]:
     return named
 
 
+#: Bytes of int16 per volume message after the first (the three planes through the crosshair)
+CHUNK_BYTES = 16 * 2**20
+
+
+def _as_uint8(array: np.ndarray) -> np.ndarray:
+    """A mask or label map as uint8 for the page; a view, not a copy, for a contiguous bool mask."""
+    if array.dtype == bool and array.flags.c_contiguous:
+        return array.view(np.uint8)
+    return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+def _buffer(array: np.ndarray) -> memoryview:
+    """Bytes of `array` for a comm message (a view when it is contiguous, else a copy)."""
+    return memoryview(np.ascontiguousarray(array)).cast("B")  # type: ignore[arg-type]
+
+
 def _page_volume(volume: Volume, overlays: Any, limit: int) -> tuple[Volume, str, list[tuple[str, np.ndarray]], str]:
     """What a page gets: the display volume, its note, the overlays on its grid, and its resolution."""
     named = _as_overlays(volume, overlays)
@@ -538,8 +554,7 @@ if anywidget is not None:
             if content.get("type") == "ping":
                 self.send({"type": "pong"})
             elif content.get("type") == "request_volume":
-                message, buffers = self._volume_message()
-                self.send(message, buffers)
+                self._send_volume()
             elif content.get("type") == "request_full":
                 self.show_full_resolution()
             elif content.get("type") == "request_preview":
@@ -575,17 +590,22 @@ if anywidget is not None:
             with self.hold_sync():
                 self._meta = _viewer_meta(shown, tuple(initial), note, resolution)
                 self.crosshair = [int(i) for i in index]
-            message, buffers = self._volume_message()
-            self.send(message, buffers)
+            self._send_volume()
 
-        def _volume_message(self) -> tuple[dict[str, Any], list[memoryview]]:
-            buffers = [memoryview(self.volume.hu).cast("B")]
+        def _volume_messages(self) -> list[tuple[dict[str, Any], list[memoryview]]]:
+            """The volume as custom messages: the three planes through the crosshair, then slabs of slices.
+
+            The page paints the first message at once (the first picture does not
+            wait for the whole volume) and fills the slabs into one preallocated
+            array. Slab buffers are views of the arrays, not copies.
+            """
+            layers = [self.volume.hu]
             padding = self.volume.padding is not None and bool(self.volume.padding.any())
             if padding:
-                buffers.append(memoryview(np.ascontiguousarray(self.volume.padding, np.uint8)).cast("B"))
+                layers.append(_as_uint8(self.volume.padding))
             overlays = []
             for i, (name, array) in enumerate(self.overlays):
-                buffers.append(memoryview(np.ascontiguousarray(array, np.uint8)).cast("B"))
+                layers.append(_as_uint8(array))
                 colour = _OVERLAY_COLOURS[i % len(_OVERLAY_COLOURS)]
                 colours = (
                     [[0, 0, 0], list(colour)]
@@ -593,7 +613,21 @@ if anywidget is not None:
                     else [[0, 0, 0], *[list(c) for c in _OVERLAY_COLOURS]]
                 )
                 overlays.append({"name": name, "colours": colours})
-            return {"type": "volume", "padding": padding, "overlays": overlays}, buffers
+            k, j, i = self.crosshair
+            planes = [_buffer(plane) for layer in layers for plane in (layer[k], layer[:, j], layer[:, :, i])]
+            start = {"type": "volume_start", "padding": padding, "overlays": overlays, "crosshair": [k, j, i]}
+            messages = [(start, planes)]
+            n_slices = self.volume.shape[0]
+            step = max(1, CHUNK_BYTES // (self.volume.hu[0].size * 2))
+            for first in range(0, n_slices, step):
+                count = min(step, n_slices - first)
+                chunk = {"type": "volume_chunk", "first": first, "count": count}
+                messages.append((chunk, [_buffer(layer[first : first + count]) for layer in layers]))
+            return messages
+
+        def _send_volume(self) -> None:
+            for message, buffers in self._volume_messages():
+                self.send(message, buffers)
 
         # --- pictures without a kernel --------------------------------------------------
         def static_png(self, dpi: int = 90) -> bytes:

@@ -134,7 +134,7 @@ export function createViewer(model, root) {
   }
   function offset(v) { const s = vol.strides; return v[0] * s[0] + v[1] * s[1] + v[2] * s[2]; }
   function huText(v) {
-    if (!vol) return "-";
+    if (!vol || !vol.complete) return "- (loading)";
     const o = offset(v);
     if (vol.padding && vol.padding[o]) return "padding (outside the scanned field)";
     return `${vol.hu[o]} HU`;
@@ -170,52 +170,75 @@ export function createViewer(model, root) {
     }
   }
 
+  // Stage 1: copy the plane's HU, padding and labels out of the volume into contiguous arrays in
+  // display order. Sagittal and coronal reads stride through memory (slow), so this runs only when
+  // the slice or the flip changes; a new window only re-runs stage 2 on these arrays.
+  function gather(plane) {
+    const g = geom(plane), d = dims(plane), p = panels[plane], n = d.rows * d.cols;
+    const key = `${sliceIndex(plane)}|${flipH(plane)}`;
+    if (p.plane && p.gatherKey === key && p.plane.length === n) return false;
+    p.gatherKey = key;
+    if (!p.plane || p.plane.length !== n) {
+      p.plane = new Int16Array(n);
+      p.padPlane = vol.padding ? new Uint8Array(n) : null;
+      p.labelPlanes = vol.overlays.map(() => new Uint8Array(n));
+    }
+    const s = vol.strides, hu = vol.hu, pad = vol.padding;
+    const base = sliceIndex(plane) * s[g.slice_axis];
+    const sv = s[g.vertical_axis], sh = s[g.horizontal_axis];
+    const fv = g.flip_vertical, fh = flipH(plane), step = fh ? -sh : sh;
+    const sources = [pad, ...vol.overlays.map((o) => o.data)];
+    const targets = [p.padPlane, ...p.labelPlanes];
+    for (let row = 0; row < d.rows; row++) {
+      const r = fv ? d.rows - 1 - row : row;
+      const start = base + r * sv + (fh ? (d.cols - 1) * sh : 0), k0 = row * d.cols;
+      if (step === 1) {  // a stored row: one block copy
+        p.plane.set(hu.subarray(start, start + d.cols), k0);
+        for (let i = 0; i < sources.length; i++) {
+          if (sources[i]) targets[i].set(sources[i].subarray(start, start + d.cols), k0);
+        }
+        continue;
+      }
+      for (let col = 0, o = start; col < d.cols; col++, o += step) p.plane[k0 + col] = hu[o];
+      for (let i = 0; i < sources.length; i++) {
+        const src = sources[i], dst = targets[i];
+        if (!src) continue;
+        for (let col = 0, o = start; col < d.cols; col++, o += step) dst[k0 + col] = src[o];
+      }
+    }
+    return true;
+  }
+
+  // Stage 2: window (one LUT lookup per pixel), padding colour and overlays into the panel's image.
   function extract(plane) {
-    const g = geom(plane), d = dims(plane), p = panels[plane];
-    const key = `${sliceIndex(plane)}|${lutVersion}|${flipH(plane)}|${model.get("overlay_visible")}|${model.get("opacity")}`;
-    if (p.image && p.key === key && p.image.width === d.cols && p.image.height === d.rows) return;
+    const d = dims(plane), p = panels[plane];
+    const gathered = gather(plane);
+    const key = `${lutVersion}|${model.get("overlay_visible")}|${model.get("opacity")}`;
+    if (!gathered && p.image && p.key === key && p.image.width === d.cols && p.image.height === d.rows) return;
     p.key = key;
     if (!p.image || p.image.width !== d.cols || p.image.height !== d.rows) {
       p.buffer = document.createElement("canvas");
       p.buffer.width = d.cols; p.buffer.height = d.rows;
       p.image = new ImageData(d.cols, d.rows);
     }
-    const out = new Uint32Array(p.image.data.buffer);
-    const s = vol.strides, hu = vol.hu, pad = vol.padding;
-    const base = sliceIndex(plane) * s[g.slice_axis];
-    const sv = s[g.vertical_axis], sh = s[g.horizontal_axis];
-    const fv = g.flip_vertical, fh = flipH(plane);
+    const out = new Uint32Array(p.image.data.buffer), values = p.plane, pad = p.padPlane, n = values.length;
     const padColour = packRgba(PADDING_RGBA);
-    const overlays = vol.overlays.filter((o, i) => (model.get("overlay_visible")[i] ?? true));
-    const alpha = model.get("opacity");
-    let k = 0;
-    for (let row = 0; row < d.rows; row++) {
-      const r = fv ? d.rows - 1 - row : row;
-      let o = base + r * sv + (fh ? (d.cols - 1) * sh : 0);
-      const step = fh ? -sh : sh;
-      for (let col = 0; col < d.cols; col++, o += step, k++) {
-        out[k] = pad && pad[o] ? padColour : lut[hu[o] + 32768];
+    if (pad) for (let k = 0; k < n; k++) out[k] = pad[k] ? padColour : lut[values[k] + 32768];
+    else for (let k = 0; k < n; k++) out[k] = lut[values[k] + 32768];
+    const visible = model.get("overlay_visible"), alpha = model.get("opacity");
+    const rgba = p.image.data;
+    vol.overlays.forEach((ov, i) => {
+      if (!(visible[i] ?? true)) return;
+      const labels = p.labelPlanes[i];
+      for (let k = 0; k < n; k++) {
+        const label = labels[k];
+        if (!label) continue;
+        const c = ov.colours[label % ov.colours.length], q = 4 * k;
+        rgba[q] = rgba[q] * (1 - alpha) + c[0] * alpha;
+        rgba[q + 1] = rgba[q + 1] * (1 - alpha) + c[1] * alpha;
+        rgba[q + 2] = rgba[q + 2] * (1 - alpha) + c[2] * alpha;
       }
-    }
-    if (overlays.length) {
-      const rgba = p.image.data;
-      k = 0;
-      for (let row = 0; row < d.rows; row++) {
-        const r = fv ? d.rows - 1 - row : row;
-        let o = base + r * sv + (fh ? (d.cols - 1) * sh : 0);
-        const step = fh ? -sh : sh;
-        for (let col = 0; col < d.cols; col++, o += step, k += 4) {
-          for (const ov of overlays) {
-            const label = ov.data[o];
-            if (!label) continue;
-            const c = ov.colours[label % ov.colours.length];
-            rgba[k] = rgba[k] * (1 - alpha) + c[0] * alpha;
-            rgba[k + 1] = rgba[k + 1] * (1 - alpha) + c[1] * alpha;
-            rgba[k + 2] = rgba[k + 2] * (1 - alpha) + c[2] * alpha;
-          }
-        }
-      }
-    }
+    });
     p.buffer.getContext("2d").putImageData(p.image, 0, 0);
   }
 
@@ -345,6 +368,7 @@ export function createViewer(model, root) {
     queueMicrotask(() => { pendingSync = false; model.save_changes(); });
   }
   function setCrosshair(v, planes) {
+    if (!vol.complete) return;  // only the planes through the crosshair are in the page yet
     const shape = meta().shape;
     v = v.map((x, i) => Math.max(0, Math.min(shape[i] - 1, Math.round(x))));
     setLocal("crosshair", v);
@@ -566,32 +590,82 @@ export function createViewer(model, root) {
   }
 
   // ----- Python side --------------------------------------------------------------------
-  function receive(message, buffers) {
-    if (message.type === "pong") { lastPong = Date.now(); return; }
-    if (message.type !== "volume") return;
-    root.dataset.volumeReceivedMs = performance.now().toFixed(2);
-    root.dataset.volumeBytes = buffers.reduce((n, b) => n + b.byteLength, 0);
-    const view8 = (b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-    const raw = buffers[0];
-    const hu = new Int16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
-    const shape = meta().shape;
-    let next = 1;
-    const padding = message.padding ? view8(buffers[next++]) : null;
-    const overlays = message.overlays.map((o) => ({ ...o, data: view8(buffers[next++]) }));
-    vol = { hu, padding, overlays, strides: [shape[1] * shape[2], shape[2], 1] };
+  function showVolume() {
     banner.style.display = meta().banner ? "" : "none";
     banner.textContent = meta().banner || "";
     note.textContent = meta().note || "";
     buildLegend();
     layoutPanels();
     paintAll();
+  }
+  function volumeDone(buffers) {
+    vol.complete = true;
+    root.dataset.volumeReceivedMs = performance.now().toFixed(2);
+    root.dataset.volumeBytes = (+root.dataset.volumeBytes || 0) + buffers.reduce((n, b) => n + b.byteLength, 0);
     root.dataset.ready = "true";
   }
+  const bytesOf = (b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  function copyInto(target, buffer, elementOffset) {  // byte copy: buffers need not be 2-byte aligned
+    new Uint8Array(target.buffer).set(bytesOf(buffer), elementOffset * target.BYTES_PER_ELEMENT);
+  }
+  function receive(message, buffers) {
+    if (message.type === "pong") { lastPong = Date.now(); return; }
+    const shape = meta().shape, strides = [shape[1] * shape[2], shape[2], 1];
+    if (message.type === "volume") {  // everything at once (the standalone HTML file)
+      const raw = buffers[0];
+      const hu = new Int16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+      let next = 1;
+      const padding = message.padding ? bytesOf(buffers[next++]) : null;
+      const overlays = message.overlays.map((o) => ({ ...o, data: bytesOf(buffers[next++]) }));
+      vol = { hu, padding, overlays, strides };
+      showVolume();
+      volumeDone(buffers);
+    } else if (message.type === "volume_start") {
+      // the three planes through the crosshair: painted now, the rest of the volume follows in slabs
+      const n = shape[0] * strides[0];
+      vol = {
+        hu: new Int16Array(n), padding: message.padding ? new Uint8Array(n) : null,
+        overlays: message.overlays.map((o) => ({ ...o, data: new Uint8Array(n) })),
+        strides, loaded: 0, complete: false,
+      };
+      root.dataset.volumeBytes = buffers.reduce((total, b) => total + b.byteLength, 0);
+      const [k, j, i] = message.crosshair;
+      volumeLayers().forEach((layer, L) => {
+        copyInto(layer, buffers[3 * L], k * strides[0]);
+        const coronal = buffers[3 * L + 1], sagittal = buffers[3 * L + 2];
+        const size = layer.BYTES_PER_ELEMENT, rowBytes = shape[2] * size;
+        for (let z = 0; z < shape[0]; z++) {
+          copyInto(layer, new DataView(coronal.buffer, coronal.byteOffset + z * rowBytes, rowBytes), z * strides[0] + j * strides[1]);
+        }
+        const column = new DataView(sagittal.buffer, sagittal.byteOffset, sagittal.byteLength);
+        for (let z = 0, q = 0; z < shape[0]; z++) {
+          for (let r = 0; r < shape[1]; r++, q++) {
+            layer[z * strides[0] + r * strides[1] + i] = size === 2 ? column.getInt16(2 * q, true) : column.getUint8(q);
+          }
+        }
+      });
+      showVolume();
+      banner.style.display = ""; banner.textContent = "loading the volume into the page: 0 %";
+    } else if (message.type === "volume_chunk" && vol && !vol.complete) {
+      volumeLayers().forEach((layer, L) => copyInto(layer, buffers[L], message.first * strides[0]));
+      vol.loaded += message.count;
+      root.dataset.volumeBytes = +root.dataset.volumeBytes + buffers.reduce((total, b) => total + b.byteLength, 0);
+      banner.textContent = `loading the volume into the page: ${Math.round((100 * vol.loaded) / shape[0])} %`;
+      if (vol.loaded >= shape[0]) {
+        volumeDone([]);
+        banner.style.display = meta().banner ? "" : "none";
+        banner.textContent = meta().banner || "";
+        for (const plane in panels) panels[plane].gatherKey = "";
+        paintAll();
+      }
+    }
+  }
+  function volumeLayers() { return [vol.hu, vol.padding, ...vol.overlays.map((o) => o.data)].filter(Boolean); }
   model.on("msg:custom", receive);
   // a new grid (full resolution slab or preview) is announced by new metadata, then its buffers follow
   model.on("change:_meta", () => {
     vol = null;
-    for (const plane in panels) panels[plane].key = "";
+    for (const plane in panels) { panels[plane].key = ""; panels[plane].gatherKey = ""; panels[plane].plane = null; }
     delete root.dataset.ready;
   });
   // Python may set several traits at once: one repaint in the next frame
