@@ -59,9 +59,10 @@ def bench_kernel_side(volume: Volume) -> None:
     viewer = view(volume)
     built = time.perf_counter() - start
     start = time.perf_counter()
-    _message, buffers = viewer._volume_message()
+    messages = viewer._volume_messages()
+    buffers = [b for _, chunk in messages[1:] for b in chunk]
     handed = time.perf_counter() - start
-    copies = sum(not np.shares_memory(np.frombuffer(b, np.uint8), volume.hu) for b in buffers[:1])
+    copies = sum(not np.shares_memory(np.frombuffer(b, np.uint8), volume.hu) for b in buffers)
     start = time.perf_counter()
     png = viewer.static_png()
     static = time.perf_counter() - start

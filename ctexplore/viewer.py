@@ -43,6 +43,7 @@ __all__ = [
     "display_size",
     "display_volume",
     "encode_png",
+    "full_resolution_slab",
     "hu_at",
     "plane_geometry",
     "readout_text",
@@ -334,11 +335,47 @@ def display_volume(volume: Volume, limit: int = FULL_RESOLUTION_BYTES) -> tuple[
     return shown, "; ".join(notes)
 
 
+def full_resolution_slab(volume: Volume, slice_index: int, limit: int = FULL_RESOLUTION_BYTES) -> tuple[Volume, str]:
+    """The whole slices of `volume` around `slice_index` that fit in `limit` bytes of int16, undecimated.
+
+    What the viewer sends when a decimated preview is asked for full resolution:
+    every voxel of as many stored slices as fit, centred on `slice_index`
+    (shifted to stay inside the volume). Returns the slab, prepared as
+    :func:`display_volume` does, and a note naming the slices it holds.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ctexplore.volume import Volume
+    >>> vol = Volume(np.zeros((100, 64, 64), np.int16), np.diag([2.0, 0.5, 0.5, 1.0]))
+    >>> slab, note = full_resolution_slab(vol, 95, limit=20 * 64 * 64 * 2)
+    >>> slab.shape, float(slab.index_to_world([0, 0, 0])[0]), note
+    ((20, 64, 64), 160.0, 'full resolution: stored slices 80-99 of 100 (the slab around the crosshair)')
+    """
+    slice_bytes = volume.shape[1] * volume.shape[2] * 2
+    if slice_bytes > limit:
+        raise ValueError(
+            f"one {volume.shape[1]} x {volume.shape[2]} slice is {slice_bytes} bytes of int16, over the "
+            f"limit of {limit}; pass a larger max_bytes to view()"
+        )
+    count = min(volume.shape[0], limit // slice_bytes)
+    first = int(np.clip(slice_index - count // 2, 0, volume.shape[0] - count))
+    cut = slice(first, first + count)
+    affine = volume.affine.copy()
+    affine[:3, 3] = volume.index_to_world([first, 0, 0])
+    padding = None if volume.padding is None else volume.padding[cut]
+    slab, note = display_volume(volume.with_hu(volume.hu[cut], affine, padding=padding), limit=2**62)
+    where = f"full resolution: stored slices {first}-{first + count - 1} of {volume.shape[0]} (the slab around the crosshair)"
+    return slab, "; ".join(filter(None, [where, note]))
+
+
 def _ordinal(n: int) -> str:
     return f"{n}{'st' if n == 1 else 'nd' if n == 2 else 'rd' if n == 3 else 'th'}"
 
 
-def _viewer_meta(volume: Volume, window: tuple[float, float, str], note: str) -> dict[str, Any]:
+def _viewer_meta(
+    volume: Volume, window: tuple[float, float, str], note: str, resolution: str = "full"
+) -> dict[str, Any]:
     planes = {}
     for plane in PLANES:
         geometry = plane_geometry(volume, plane)
@@ -363,6 +400,7 @@ def _viewer_meta(volume: Volume, window: tuple[float, float, str], note: str) ->
         "initial_window": list(window),
         "note": note,
         "banner": "",
+        "resolution": resolution,  # "full", "preview" (decimated) or "slab" (full resolution, part of it)
     }
 
 
@@ -385,6 +423,38 @@ def _as_overlays(volume: Volume, overlays: Any) -> list[tuple[str, np.ndarray]]:
     return named
 
 
+#: Bytes of int16 per volume message after the first (the three planes through the crosshair)
+CHUNK_BYTES = 16 * 2**20
+
+
+def _as_uint8(array: np.ndarray) -> np.ndarray:
+    """A mask or label map as uint8 for the page; a view, not a copy, for a contiguous bool mask."""
+    if array.dtype == bool and array.flags.c_contiguous:
+        return array.view(np.uint8)
+    return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+def _buffer(array: np.ndarray) -> memoryview:
+    """Bytes of `array` for a comm message (a view when it is contiguous, else a copy)."""
+    return memoryview(np.ascontiguousarray(array)).cast("B")  # type: ignore[arg-type]
+
+
+def _page_volume(volume: Volume, overlays: Any, limit: int) -> tuple[Volume, str, list[tuple[str, np.ndarray]], str]:
+    """What a page gets: the display volume, its note, the overlays on its grid, and its resolution."""
+    named = _as_overlays(volume, overlays)
+    if named and volume.is_tilted:
+        raise ValueError(
+            "overlays on a gantry-tilted volume would not line up with the tilt-corrected picture: "
+            "correct the tilt first (ctexplore.correct_tilt) and build the masks on the corrected volume"
+        )
+    shown, note = display_volume(volume, limit)
+    steps = decimation_factors(volume.shape, 2, limit)
+    if steps != (1, 1, 1):
+        cut = tuple(slice(None, None, s) for s in steps)
+        named = [(name, array[cut]) for name, array in named]
+    return shown, note, named, "full" if steps == (1, 1, 1) else "preview"
+
+
 try:  # the widget needs anywidget; the functions above do not
     import anywidget
     import traitlets
@@ -399,7 +469,7 @@ if anywidget is not None:
 
         Synced state (read and set it from Python): ``crosshair`` (array voxel
         ``[slice, row, col]``, which also fixes the slice of every plane),
-        ``plane`` (main plane), ``layout`` (``"three"`` or ``"one"``),
+        ``plane`` (main plane), ``plane_layout`` (``"three"`` or ``"one"``),
         ``center``/``width``/``window_name``, ``convention``, ``opacity``,
         ``overlay_visible`` and ``measurements`` (made in the page).
         The volume itself is never synced state: the page asks for it once by
@@ -412,7 +482,8 @@ if anywidget is not None:
         _static_id = traitlets.Unicode().tag(sync=True)
         crosshair = traitlets.List(traitlets.Int(), minlen=3, maxlen=3).tag(sync=True)
         plane = traitlets.Enum(PLANES, default_value="axial").tag(sync=True)
-        layout = traitlets.Enum(("three", "one"), default_value="three").tag(sync=True)
+        # not ``layout``: DOMWidget's ``layout`` is its CSS Layout widget
+        plane_layout = traitlets.Enum(("three", "one"), default_value="three").tag(sync=True)
         center = traitlets.Float(40.0).tag(sync=True)
         width = traitlets.Float(80.0).tag(sync=True)
         window_name = traitlets.Unicode("brain").tag(sync=True)
@@ -435,13 +506,13 @@ if anywidget is not None:
         ) -> None:
             import uuid
 
-            shown, note = display_volume(volume, max_bytes)
-            self.volume = shown  # the page's copy; the same array when no conversion was needed
-            self.overlays = _as_overlays(volume, overlays)
-            if shown.shape != volume.shape:
-                steps = decimation_factors(volume.shape, 2, max_bytes)
-                cut = tuple(slice(None, None, s) for s in steps)
-                self.overlays = [(n, a[cut]) for n, a in self.overlays]
+            shown, note, self.overlays, resolution = _page_volume(volume, overlays, max_bytes)
+            self.volume = shown  # what the page shows; the same array when no conversion was needed
+            # references, not copies: full resolution on demand cuts its slab from these
+            self._source = volume
+            self._source_overlays = _as_overlays(volume, overlays)
+            self._max_bytes = max_bytes
+            self._preview = (shown, note, self.overlays)
             center, width, _ = window_setting(window)
             name = window if isinstance(window, str) else "custom"
             crosshair = [n // 2 for n in shown.shape]
@@ -449,11 +520,11 @@ if anywidget is not None:
                 geometry = plane_geometry(shown, plane)
                 crosshair[geometry.slice_axis] = int(index)
             super().__init__(
-                _meta=_viewer_meta(shown, (center, width, name), note),
+                _meta=_viewer_meta(shown, (center, width, name), note, resolution),
                 _static_id=uuid.uuid4().hex,
                 crosshair=crosshair,
                 plane=plane,
-                layout=layout,
+                plane_layout=layout,
                 center=center,
                 width=width,
                 window_name=name,
@@ -483,17 +554,58 @@ if anywidget is not None:
             if content.get("type") == "ping":
                 self.send({"type": "pong"})
             elif content.get("type") == "request_volume":
-                message, buffers = self._volume_message()
-                self.send(message, buffers)
+                self._send_volume()
+            elif content.get("type") == "request_full":
+                self.show_full_resolution()
+            elif content.get("type") == "request_preview":
+                self.show_preview()
 
-        def _volume_message(self) -> tuple[dict[str, Any], list[memoryview]]:
-            buffers = [memoryview(self.volume.hu).cast("B")]
+        def show_full_resolution(self) -> None:
+            """Send the page every voxel of the slices around the crosshair (what its button asks for).
+
+            A decimated preview (volume over ``max_bytes``) is replaced by the
+            full-resolution slab of :func:`full_resolution_slab`, centred on the
+            crosshair; :meth:`show_preview` goes back to the whole volume.
+            """
+            world = self.volume.index_to_world(self.crosshair)
+            centre = int(np.clip(np.rint(self._source.world_to_index(world)[0]), 0, self._source.shape[0] - 1))
+            slab, note = full_resolution_slab(self._source, centre, self._max_bytes)
+            first = int(np.rint(self._source.world_to_index(slab.index_to_world([0, 0, 0]))[0]))
+            overlays = [(name, array[first : first + slab.shape[0]]) for name, array in self._source_overlays]
+            self._switch_grid(slab, note, overlays, "slab", world)
+
+        def show_preview(self) -> None:
+            """Go back to the (decimated) whole volume after :meth:`show_full_resolution`."""
+            shown, note, overlays = self._preview
+            self._switch_grid(shown, note, overlays, "preview", None)
+
+        def _switch_grid(
+            self, shown: Volume, note: str, overlays: list[tuple[str, np.ndarray]], resolution: str, world: Any
+        ) -> None:
+            if world is None:
+                world = self.volume.index_to_world(self.crosshair)
+            index = np.clip(np.rint(shown.world_to_index(world)), 0, np.asarray(shown.shape) - 1).astype(int)
+            self.volume, self.overlays = shown, overlays
+            initial = self._meta["initial_window"]
+            with self.hold_sync():
+                self._meta = _viewer_meta(shown, tuple(initial), note, resolution)
+                self.crosshair = [int(i) for i in index]
+            self._send_volume()
+
+        def _volume_messages(self) -> list[tuple[dict[str, Any], list[memoryview]]]:
+            """The volume as custom messages: the three planes through the crosshair, then slabs of slices.
+
+            The page paints the first message at once (the first picture does not
+            wait for the whole volume) and fills the slabs into one preallocated
+            array. Slab buffers are views of the arrays, not copies.
+            """
+            layers = [self.volume.hu]
             padding = self.volume.padding is not None and bool(self.volume.padding.any())
             if padding:
-                buffers.append(memoryview(np.ascontiguousarray(self.volume.padding, np.uint8)).cast("B"))
+                layers.append(_as_uint8(self.volume.padding))
             overlays = []
             for i, (name, array) in enumerate(self.overlays):
-                buffers.append(memoryview(np.ascontiguousarray(array, np.uint8)).cast("B"))
+                layers.append(_as_uint8(array))
                 colour = _OVERLAY_COLOURS[i % len(_OVERLAY_COLOURS)]
                 colours = (
                     [[0, 0, 0], list(colour)]
@@ -501,7 +613,21 @@ if anywidget is not None:
                     else [[0, 0, 0], *[list(c) for c in _OVERLAY_COLOURS]]
                 )
                 overlays.append({"name": name, "colours": colours})
-            return {"type": "volume", "padding": padding, "overlays": overlays}, buffers
+            k, j, i = self.crosshair
+            planes = [_buffer(plane) for layer in layers for plane in (layer[k], layer[:, j], layer[:, :, i])]
+            start = {"type": "volume_start", "padding": padding, "overlays": overlays, "crosshair": [k, j, i]}
+            messages = [(start, planes)]
+            n_slices = self.volume.shape[0]
+            step = max(1, CHUNK_BYTES // (self.volume.hu[0].size * 2))
+            for first in range(0, n_slices, step):
+                count = min(step, n_slices - first)
+                chunk = {"type": "volume_chunk", "first": first, "count": count}
+                messages.append((chunk, [_buffer(layer[first : first + count]) for layer in layers]))
+            return messages
+
+        def _send_volume(self) -> None:
+            for message, buffers in self._volume_messages():
+                self.send(message, buffers)
 
         # --- pictures without a kernel --------------------------------------------------
         def static_png(self, dpi: int = 90) -> bytes:
@@ -538,7 +664,14 @@ if anywidget is not None:
             from IPython.display import display
 
             self._static_handle = display(self._static_bundle(), raw=True, display_id=True)
-            return super()._repr_mimebundle_(**kwargs)
+            bundle = super()._repr_mimebundle_(**kwargs)
+            data = bundle[0] if isinstance(bundle, tuple) else bundle  # anywidget adds metadata
+            # JupyterLab shows this text where the widget's model is gone (a reopened notebook)
+            data["text/plain"] = (
+                "ctexplore viewer: live only while its kernel runs; the picture above is its static copy. "
+                "Run the cell again to browse."
+            )
+            return bundle
 
         def update_static(self) -> None:
             """Redraw the static picture (for the saved notebook) from the current state."""
@@ -575,11 +708,7 @@ def save_viewer_html(
     import json
     import tempfile
 
-    shown, note = display_volume(volume, max_bytes)
-    named = _as_overlays(volume, overlays)
-    if shown.shape != volume.shape:
-        cut = tuple(slice(None, None, s) for s in decimation_factors(volume.shape, 2, max_bytes))
-        named = [(n, a[cut]) for n, a in named]
+    shown, note, named, _ = _page_volume(volume, overlays, max_bytes)
     center, width, _ = window_setting(window)
     name = window if isinstance(window, str) else "custom"
     meta = _viewer_meta(shown, (center, width, name), note)
@@ -590,7 +719,7 @@ def save_viewer_html(
         "_static_id": "standalone",
         "crosshair": point,
         "plane": "axial",
-        "layout": "three",
+        "plane_layout": "three",
         "center": center,
         "width": width,
         "window_name": name,
@@ -684,12 +813,19 @@ def view(
     index : int, optional
         Slice of `plane` shown first (default: the middle one).
     layout : {"three", "one"}
+        Three linked planes, or the main plane alone (trait ``plane_layout``).
     opacity : float
+        Of the overlays, 0 to 1.
     max_bytes : int
         Size policy: volumes up to this many bytes of int16 (default 256 MiB,
-        i.e. 512 x 512 x 512) go at full resolution; bigger ones are thinned
-        by whole steps (rows and columns first) and the viewer says so.
-        Pass a larger value for full resolution, memory permitting.
+        i.e. 512 x 512 x 512) go at full resolution; bigger ones go as a
+        preview thinned by whole steps (rows and columns first) and the viewer
+        says so. Its "full resolution around the crosshair" button (or
+        :meth:`CTViewer.show_full_resolution`) then makes the kernel send every
+        voxel of the stored slices around the crosshair that fit in
+        `max_bytes` (:func:`full_resolution_slab`); "back to the whole volume"
+        returns to the preview. Pass a larger value for full resolution of
+        the whole volume, memory permitting.
 
     Returns
     -------

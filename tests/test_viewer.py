@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from synthetic_volumes import BLEED_CENTRE_MM, head_affine, synthetic_head
 
+import ctexplore.viewer as viewer_module
 from ctexplore.planes import (
     display_pixel,
     plane_geometry,
@@ -24,6 +25,7 @@ from ctexplore.viewer import (
     display_size,
     display_volume,
     encode_png,
+    full_resolution_slab,
     hu_at,
     readout_text,
     render_slice,
@@ -200,11 +202,25 @@ class TestCTViewer:
         viewer.crosshair = [k, r, c]
         assert readout_text(viewer.volume, viewer.state).endswith("= 70 | brain 40/80")
 
-    def test_volume_is_sent_as_int16_buffers_not_state(self, head):
-        viewer = view(head, {"bleed": head.hu == 70})
-        message, buffers = viewer._volume_message()
-        assert bytes(buffers[0]) == head.hu.astype(np.int16).tobytes()
-        assert message["overlays"][0]["name"] == "bleed"
+    def test_volume_goes_as_three_planes_then_slabs_of_buffers_not_state(self, head, monkeypatch):
+        monkeypatch.setattr(viewer_module, "CHUNK_BYTES", 5 * 96 * 80 * 2)  # five slices a message
+        mask = head.hu == 70
+        viewer = view(head, {"bleed": mask})
+        k, r, c = viewer.crosshair
+        (start, planes), *chunks = viewer._volume_messages()
+        assert start["type"] == "volume_start" and start["overlays"][0]["name"] == "bleed"
+        assert start["crosshair"] == [k, r, c] and not start["padding"]
+        layers = (head.hu, mask.view(np.uint8))
+        expected = [a.tobytes() for layer in layers for a in (layer[k], layer[:, r], layer[:, :, c])]
+        assert [bytes(b) for b in planes] == expected  # the first picture needs only these
+        assert [(m["type"], m["first"], m["count"]) for m, _ in chunks] == [
+            ("volume_chunk", first, min(5, 24 - first)) for first in range(0, 24, 5)
+        ]
+        assert b"".join(bytes(b[0]) for _, b in chunks) == head.hu.tobytes()
+        assert b"".join(bytes(b[1]) for _, b in chunks) == mask.astype(np.uint8).tobytes()
+        for _, buffers in chunks:  # slabs are views of the caller's arrays: no copy of the volume
+            assert np.shares_memory(np.frombuffer(buffers[0], np.int16), head.hu)
+            assert np.shares_memory(np.frombuffer(buffers[1], np.uint8), mask)
         assert len(str(viewer.get_state())) < 50_000  # the volume is not in saved state
 
     def test_float_volume_is_rounded_and_says_so(self, head):
@@ -219,3 +235,46 @@ class TestCTViewer:
     def test_static_picture_is_a_real_png(self, head):
         png = view(head, plane="coronal").static_png()
         assert max(_decode(png).shape[:2]) >= 256
+
+
+class TestFullResolutionOnDemand:
+    """A volume over ``max_bytes`` arrives thinned; the page's button asks for every voxel around the crosshair."""
+
+    def test_preview_then_full_slab_then_preview_again(self, head):
+        mask = head.hu == 70
+        viewer = view(head, {"bleed": mask}, max_bytes=head.hu.nbytes // 3)
+        assert viewer._meta["resolution"] == "preview"
+        assert viewer.volume.shape == (24, 48, 40) and "every 1st slice, 2nd row, 2nd column" in viewer._meta["note"]
+        sent = []
+        viewer.send = lambda content, buffers=None: sent.append((content, buffers))  # the comm to the page
+        bleed = viewer.volume.world_to_index(BLEED_CENTRE_MM)
+        viewer.crosshair = [int(v) for v in np.rint(bleed)]
+        world = viewer.volume.index_to_world(viewer.crosshair)
+
+        viewer._on_message(viewer, {"type": "request_full"}, [])
+        assert viewer._meta["resolution"] == "slab"
+        assert viewer._meta["note"].startswith("full resolution: stored slices ")
+        assert [m["type"] for m, _ in sent] == ["volume_start", "volume_chunk"]
+        buffers = sent[1][1]
+        assert viewer.volume.shape == (8, 96, 80)
+        first = int(np.rint(head.world_to_index(viewer.volume.index_to_world([0, 0, 0]))[0]))
+        assert first <= int(np.rint(head.world_to_index(world)[0])) < first + 8
+        assert bytes(buffers[0]) == head.hu[first : first + 8].tobytes()  # every voxel, no thinning
+        assert bytes(buffers[1]) == mask[first : first + 8].astype(np.uint8).tobytes()
+        # the crosshair stays on the same spot of the patient, now on the finer grid
+        moved = viewer.volume.index_to_world(viewer.crosshair)
+        assert np.abs(moved - world).max() <= max(head.spacing) / 2 + 1e-6
+        assert (
+            viewer.volume.hu[tuple(viewer.crosshair)] == head.hu[tuple(np.rint(head.world_to_index(moved)).astype(int))]
+        )
+
+        viewer._on_message(viewer, {"type": "request_preview"}, [])
+        assert viewer._meta["resolution"] == "preview" and viewer.volume.shape == (24, 48, 40)
+        assert bytes(sent[-1][1][0]) == viewer.volume.hu.tobytes()
+
+    def test_small_volume_is_full_resolution_and_needs_no_button(self, head):
+        assert view(head)._meta["resolution"] == "full"
+
+    def test_slab_limit_below_one_slice_is_refused_with_the_remedy(self, head):
+        with pytest.raises(ValueError, match="over the limit of 100; pass a larger max_bytes"):
+            full_resolution_slab(head, 3, limit=100)

@@ -36,11 +36,13 @@ export function createViewer(model, root) {
   let vol = null;  // {hu: Int16Array, padding, overlays[], shape, strides}
   const meta = () => model.get("_meta");
   let lut = buildLut(model.get("center"), model.get("width"));
-  let hover = null;  // {plane, voxel}
+  let lutVersion = 0;  // bumps with every new window, so unchanged slices are not re-extracted
+  let paints = 0;
+  let hover = null;  // {plane, row, col} of the displayed pixel under the pointer
   let activePlane = model.get("plane");
   let lastPong = Date.now();
   const view = {};  // per plane zoom/pan
-  let pendingSync = null;
+  let pendingSync = false;
 
   root.classList.add("ctexplore-viewer");
   root.tabIndex = 0;
@@ -63,7 +65,9 @@ export function createViewer(model, root) {
   const conventionButton = el("button", "ctv-convention", "");
   const resetButton = el("button", "ctv-reset", "reset");
   const clearButton = el("button", "ctv-clear", "clear measurements");
-  toolbar.append(presetMenu, toolMenu, layoutButton, conventionButton, resetButton, clearButton);
+  // big volumes arrive thinned; this asks the kernel for full resolution around the crosshair
+  const resolutionButton = el("button", "ctv-resolution", "");
+  toolbar.append(presetMenu, toolMenu, layoutButton, conventionButton, resetButton, clearButton, resolutionButton);
 
   const panelsBox = el("div", "ctv-panels");
   const side = el("div", "ctv-side");
@@ -92,9 +96,17 @@ export function createViewer(model, root) {
     const canvas = el("canvas", "ctv-canvas");
     panel.append(label, canvas);
     panelsBox.appendChild(panel);
-    panels[plane] = { panel, label, canvas, ctx: canvas.getContext("2d"), image: null, buffer: null, cssW: 1, cssH: 1 };
+    panels[plane] = { panel, label, canvas, ctx: canvas.getContext("2d"), image: null, buffer: null, cssW: 1, cssH: 1, key: "", paints: 0 };
     view[plane] = { zoom: 1, panX: 0, panY: 0 };
   }
+
+  // changes made here are painted here; the change listeners below are for Python's changes
+  let localChange = false;
+  function setLocal(name, value) {
+    localChange = true;
+    try { model.set(name, value); } finally { localChange = false; }
+  }
+  function newLut(center, width) { lutVersion += 1; return buildLut(center, width); }
 
   // ----- geometry -----------------------------------------------------------------------
   function geom(plane) { return meta().planes[plane]; }
@@ -122,7 +134,7 @@ export function createViewer(model, root) {
   }
   function offset(v) { const s = vol.strides; return v[0] * s[0] + v[1] * s[1] + v[2] * s[2]; }
   function huText(v) {
-    if (!vol) return "-";
+    if (!vol || !vol.complete) return "- (loading)";
     const o = offset(v);
     if (vol.padding && vol.padding[o]) return "padding (outside the scanned field)";
     return `${vol.hu[o]} HU`;
@@ -136,7 +148,7 @@ export function createViewer(model, root) {
 
   // ----- painting -----------------------------------------------------------------------
   function layoutPanels() {
-    const one = model.get("layout") === "one";
+    const one = model.get("plane_layout") === "one";
     const main = model.get("plane");
     const width = Math.max(200, (root.clientWidth || 600) - side.offsetWidth - 16);
     const shown = one ? [main] : ["axial", "coronal", "sagittal"];
@@ -158,49 +170,75 @@ export function createViewer(model, root) {
     }
   }
 
+  // Stage 1: copy the plane's HU, padding and labels out of the volume into contiguous arrays in
+  // display order. Sagittal and coronal reads stride through memory (slow), so this runs only when
+  // the slice or the flip changes; a new window only re-runs stage 2 on these arrays.
+  function gather(plane) {
+    const g = geom(plane), d = dims(plane), p = panels[plane], n = d.rows * d.cols;
+    const key = `${sliceIndex(plane)}|${flipH(plane)}`;
+    if (p.plane && p.gatherKey === key && p.plane.length === n) return false;
+    p.gatherKey = key;
+    if (!p.plane || p.plane.length !== n) {
+      p.plane = new Int16Array(n);
+      p.padPlane = vol.padding ? new Uint8Array(n) : null;
+      p.labelPlanes = vol.overlays.map(() => new Uint8Array(n));
+    }
+    const s = vol.strides, hu = vol.hu, pad = vol.padding;
+    const base = sliceIndex(plane) * s[g.slice_axis];
+    const sv = s[g.vertical_axis], sh = s[g.horizontal_axis];
+    const fv = g.flip_vertical, fh = flipH(plane), step = fh ? -sh : sh;
+    const sources = [pad, ...vol.overlays.map((o) => o.data)];
+    const targets = [p.padPlane, ...p.labelPlanes];
+    for (let row = 0; row < d.rows; row++) {
+      const r = fv ? d.rows - 1 - row : row;
+      const start = base + r * sv + (fh ? (d.cols - 1) * sh : 0), k0 = row * d.cols;
+      if (step === 1) {  // a stored row: one block copy
+        p.plane.set(hu.subarray(start, start + d.cols), k0);
+        for (let i = 0; i < sources.length; i++) {
+          if (sources[i]) targets[i].set(sources[i].subarray(start, start + d.cols), k0);
+        }
+        continue;
+      }
+      for (let col = 0, o = start; col < d.cols; col++, o += step) p.plane[k0 + col] = hu[o];
+      for (let i = 0; i < sources.length; i++) {
+        const src = sources[i], dst = targets[i];
+        if (!src) continue;
+        for (let col = 0, o = start; col < d.cols; col++, o += step) dst[k0 + col] = src[o];
+      }
+    }
+    return true;
+  }
+
+  // Stage 2: window (one LUT lookup per pixel), padding colour and overlays into the panel's image.
   function extract(plane) {
-    const g = geom(plane), d = dims(plane), p = panels[plane];
+    const d = dims(plane), p = panels[plane];
+    const gathered = gather(plane);
+    const key = `${lutVersion}|${model.get("overlay_visible")}|${model.get("opacity")}`;
+    if (!gathered && p.image && p.key === key && p.image.width === d.cols && p.image.height === d.rows) return;
+    p.key = key;
     if (!p.image || p.image.width !== d.cols || p.image.height !== d.rows) {
       p.buffer = document.createElement("canvas");
       p.buffer.width = d.cols; p.buffer.height = d.rows;
       p.image = new ImageData(d.cols, d.rows);
     }
-    const out = new Uint32Array(p.image.data.buffer);
-    const s = vol.strides, hu = vol.hu, pad = vol.padding;
-    const base = sliceIndex(plane) * s[g.slice_axis];
-    const sv = s[g.vertical_axis], sh = s[g.horizontal_axis];
-    const fv = g.flip_vertical, fh = flipH(plane);
+    const out = new Uint32Array(p.image.data.buffer), values = p.plane, pad = p.padPlane, n = values.length;
     const padColour = packRgba(PADDING_RGBA);
-    const overlays = vol.overlays.filter((o, i) => (model.get("overlay_visible")[i] ?? true));
-    const alpha = model.get("opacity");
-    let k = 0;
-    for (let row = 0; row < d.rows; row++) {
-      const r = fv ? d.rows - 1 - row : row;
-      let o = base + r * sv + (fh ? (d.cols - 1) * sh : 0);
-      const step = fh ? -sh : sh;
-      for (let col = 0; col < d.cols; col++, o += step, k++) {
-        out[k] = pad && pad[o] ? padColour : lut[hu[o] + 32768];
+    if (pad) for (let k = 0; k < n; k++) out[k] = pad[k] ? padColour : lut[values[k] + 32768];
+    else for (let k = 0; k < n; k++) out[k] = lut[values[k] + 32768];
+    const visible = model.get("overlay_visible"), alpha = model.get("opacity");
+    const rgba = p.image.data;
+    vol.overlays.forEach((ov, i) => {
+      if (!(visible[i] ?? true)) return;
+      const labels = p.labelPlanes[i];
+      for (let k = 0; k < n; k++) {
+        const label = labels[k];
+        if (!label) continue;
+        const c = ov.colours[label % ov.colours.length], q = 4 * k;
+        rgba[q] = rgba[q] * (1 - alpha) + c[0] * alpha;
+        rgba[q + 1] = rgba[q + 1] * (1 - alpha) + c[1] * alpha;
+        rgba[q + 2] = rgba[q + 2] * (1 - alpha) + c[2] * alpha;
       }
-    }
-    if (overlays.length) {
-      const rgba = p.image.data;
-      k = 0;
-      for (let row = 0; row < d.rows; row++) {
-        const r = fv ? d.rows - 1 - row : row;
-        let o = base + r * sv + (fh ? (d.cols - 1) * sh : 0);
-        const step = fh ? -sh : sh;
-        for (let col = 0; col < d.cols; col++, o += step, k += 4) {
-          for (const ov of overlays) {
-            const label = ov.data[o];
-            if (!label) continue;
-            const c = ov.colours[label % ov.colours.length];
-            rgba[k] = rgba[k] * (1 - alpha) + c[0] * alpha;
-            rgba[k + 1] = rgba[k + 1] * (1 - alpha) + c[1] * alpha;
-            rgba[k + 2] = rgba[k + 2] * (1 - alpha) + c[2] * alpha;
-          }
-        }
-      }
-    }
+    });
     p.buffer.getContext("2d").putImageData(p.image, 0, 0);
   }
 
@@ -253,6 +291,13 @@ export function createViewer(model, root) {
     }
     if (drag && drag.shape && drag.plane === plane) drawShape(ctx, t, drag.shape, "#ff9100");
     p.label.textContent = positionText(plane);
+    // paint counters on the DOM: tests and benchmarks/bench_viewer_browser.py read them
+    p.paints += 1; paints += 1;
+    p.panel.dataset.paints = p.paints;
+    p.panel.dataset.paintedIndex = sliceIndex(plane);
+    root.dataset.paints = paints;
+    root.dataset.lastPaintMs = performance.now().toFixed(2);
+    if (!root.dataset.firstPaintMs) root.dataset.firstPaintMs = root.dataset.lastPaintMs;
   }
 
   function drawShape(ctx, t, m, colour) {
@@ -285,12 +330,24 @@ export function createViewer(model, root) {
     ctx.fillStyle = "#eee"; ctx.textBaseline = "middle"; ctx.fillText("pad", 21, 191);
   }
 
+  function pointerReadout() {
+    // the voxel under a still pointer changes when the slice does
+    const voxel = hover && vol ? voxelAt(hover.plane, hover.row, hover.col) : null;
+    pointerText.textContent = voxel ? `HU under pointer (${voxel.join(", ")}): ${huText(voxel)}` : "HU under pointer: -";
+  }
+
   function readouts() {
+    pointerReadout();
     const c = model.get("center"), w = model.get("width");
     windowText.textContent = `window ${model.get("window_name")} ${+c.toFixed(1)}/${+w.toFixed(1)}`;
     const x = model.get("crosshair");
     crossText.textContent = `crosshair (${x.join(", ")}): ${huText(x)}`;
     presetMenu.value = PRESETS.some(([n]) => n === model.get("window_name")) ? model.get("window_name") : "custom";
+    const resolution = meta().resolution || "full";
+    resolutionButton.style.display = resolution === "full" || model.standalone ? "none" : "";
+    resolutionButton.textContent = resolution === "preview"
+      ? "full resolution around the crosshair" : "back to the whole volume (preview)";
+    root.dataset.resolution = resolution;
     conventionButton.textContent = model.get("convention") === "radiological"
       ? "radiological (patient R on screen left)" : "neurological (patient R on screen right)";
     measureBox.textContent = model.get("measurements").map((m, i) => `#${i + 1} ${m.plane} ${m.index}: ${m.text}`).join("\n");
@@ -304,14 +361,17 @@ export function createViewer(model, root) {
 
   // ----- state changes ------------------------------------------------------------------
   function sync() {
-    // the picture follows at once; Python hears about it at most every 80 ms
+    // one message per input event, sent before any kernel message is handled: a throttled send
+    // would let the kernel's echo of an older value overwrite the unsent newer one
     if (pendingSync) return;
-    pendingSync = setTimeout(() => { pendingSync = null; model.save_changes(); }, 80);
+    pendingSync = true;
+    queueMicrotask(() => { pendingSync = false; model.save_changes(); });
   }
   function setCrosshair(v, planes) {
+    if (!vol.complete) return;  // only the planes through the crosshair are in the page yet
     const shape = meta().shape;
     v = v.map((x, i) => Math.max(0, Math.min(shape[i] - 1, Math.round(x))));
-    model.set("crosshair", v);
+    setLocal("crosshair", v);
     sync();
     for (const p of planes) paint(p);
     readouts();
@@ -323,16 +383,16 @@ export function createViewer(model, root) {
     setCrosshair(v, ["axial", "coronal", "sagittal"]);
   }
   function setWindow(center, width, name) {
-    model.set("center", center); model.set("width", Math.max(1, width)); model.set("window_name", name);
-    lut = buildLut(center, Math.max(1, width));
+    setLocal("center", center); setLocal("width", Math.max(1, width)); setLocal("window_name", name);
+    lut = newLut(center, Math.max(1, width));
     sync();
     paintAll();
   }
   function resetView() {
     for (const plane in view) view[plane] = { zoom: 1, panX: 0, panY: 0 };
     const w = meta().initial_window;
-    lut = buildLut(w[0], w[1]);
-    model.set("center", w[0]); model.set("width", w[1]); model.set("window_name", w[2]);
+    lut = newLut(w[0], w[1]);
+    setLocal("center", w[0]); setLocal("width", w[1]); setLocal("window_name", w[2]);
     sync();
     paintAll();
   }
@@ -410,10 +470,12 @@ export function createViewer(model, root) {
     if (plane) activePlane = plane;
     if (plane && vol && !drag) {
       const px = pixelAt(plane, event);
-      hover = px ? { plane, voxel: voxelAt(plane, px[0], px[1]) } : null;
-      pointerText.textContent = hover ? `HU under pointer (${hover.voxel.join(", ")}): ${huText(hover.voxel)}` : "HU under pointer: -";
+      hover = px ? { plane, row: px[0], col: px[1] } : null;
+      pointerReadout();
     }
-    if (!drag) return;
+    if (drag) dragTo(event);
+  });
+  function dragTo(event) {
     const dx = event.clientX - drag.x, dy = event.clientY - drag.y;
     if (!drag.moved && Math.hypot(dx, dy) < 3) return;
     drag.moved = true;
@@ -429,7 +491,7 @@ export function createViewer(model, root) {
       drag.shape = { kind: drag.tool, pixels: [...drag.start, ...end] };
       requestPaint(drag.plane);
     }
-  });
+  }
   let paintRequested = new Set();
   function requestPaint(plane) {
     if (paintRequested.size === 0) requestAnimationFrame(() => { const s = paintRequested; paintRequested = new Set(); s.forEach(paint); });
@@ -437,6 +499,7 @@ export function createViewer(model, root) {
   }
   panelsBox.addEventListener("pointerup", (event) => {
     if (!drag) return;
+    dragTo(event);  // the last move may not have had its own pointermove
     const d = drag;
     drag = null;
     if (!d.moved && !d.pan && d.start) {
@@ -446,7 +509,7 @@ export function createViewer(model, root) {
     if (d.shape && d.tool !== "probe") {
       const m = measure(d.plane, d.shape);
       if (m) {
-        model.set("measurements", [...model.get("measurements"), m]);
+        setLocal("measurements", [...model.get("measurements"), m]);
         sync();
       }
       paint(d.plane); readouts();
@@ -487,16 +550,20 @@ export function createViewer(model, root) {
     root.focus({ preventScroll: true });
   });
   layoutButton.addEventListener("click", () => {
-    model.set("layout", model.get("layout") === "one" ? "three" : "one");
-    if (model.get("layout") === "one") model.set("plane", activePlane);
+    setLocal("plane_layout", model.get("plane_layout") === "one" ? "three" : "one");
+    if (model.get("plane_layout") === "one") setLocal("plane", activePlane);
     sync(); layoutPanels(); paintAll();
   });
   conventionButton.addEventListener("click", () => {
-    model.set("convention", model.get("convention") === "radiological" ? "neurological" : "radiological");
+    setLocal("convention", model.get("convention") === "radiological" ? "neurological" : "radiological");
     sync(); paintAll();
   });
   resetButton.addEventListener("click", resetView);
-  clearButton.addEventListener("click", () => { model.set("measurements", []); sync(); paintAll(); });
+  resolutionButton.addEventListener("click", () => {
+    banner.style.display = ""; banner.textContent = "asking the kernel for the other resolution ...";
+    model.send({ type: meta().resolution === "preview" ? "request_full" : "request_preview" });
+  });
+  clearButton.addEventListener("click", () => { setLocal("measurements", []); sync(); paintAll(); });
 
   function buildLegend() {
     legend.replaceChildren();
@@ -509,7 +576,7 @@ export function createViewer(model, root) {
         const visible = model.get("overlay_visible").slice();
         while (visible.length < vol.overlays.length) visible.push(true);
         visible[i] = box.checked;
-        model.set("overlay_visible", visible); sync(); paintAll();
+        setLocal("overlay_visible", visible); sync(); paintAll();
       });
       const swatch = el("span", "ctv-swatch");
       swatch.style.background = `rgb(${ov.colours[1]})`;
@@ -518,38 +585,106 @@ export function createViewer(model, root) {
     });
     const opacity = el("input", "ctv-opacity"); opacity.type = "range"; opacity.min = 0; opacity.max = 1; opacity.step = 0.05;
     opacity.value = model.get("opacity");
-    opacity.addEventListener("input", () => { model.set("opacity", Number(opacity.value)); sync(); paintAll(); });
+    opacity.addEventListener("input", () => { setLocal("opacity", Number(opacity.value)); sync(); paintAll(); });
     legend.append(el("div", "", "opacity"), opacity);
   }
 
   // ----- Python side --------------------------------------------------------------------
-  function receive(message, buffers) {
-    if (message.type === "pong") { lastPong = Date.now(); return; }
-    if (message.type !== "volume") return;
-    const view8 = (b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-    const raw = buffers[0];
-    const hu = new Int16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
-    const shape = meta().shape;
-    let next = 1;
-    const padding = message.padding ? view8(buffers[next++]) : null;
-    const overlays = message.overlays.map((o) => ({ ...o, data: view8(buffers[next++]) }));
-    vol = { hu, padding, overlays, strides: [shape[1] * shape[2], shape[2], 1] };
+  function showVolume() {
     banner.style.display = meta().banner ? "" : "none";
     banner.textContent = meta().banner || "";
     note.textContent = meta().note || "";
     buildLegend();
     layoutPanels();
     paintAll();
+  }
+  function volumeDone(buffers) {
+    vol.complete = true;
+    root.dataset.volumeReceivedMs = performance.now().toFixed(2);
+    root.dataset.volumeBytes = (+root.dataset.volumeBytes || 0) + buffers.reduce((n, b) => n + b.byteLength, 0);
     root.dataset.ready = "true";
   }
+  const bytesOf = (b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  function copyInto(target, buffer, elementOffset) {  // byte copy: buffers need not be 2-byte aligned
+    new Uint8Array(target.buffer).set(bytesOf(buffer), elementOffset * target.BYTES_PER_ELEMENT);
+  }
+  function receive(message, buffers) {
+    if (message.type === "pong") { lastPong = Date.now(); return; }
+    const shape = meta().shape, strides = [shape[1] * shape[2], shape[2], 1];
+    if (message.type === "volume") {  // everything at once (the standalone HTML file)
+      const raw = buffers[0];
+      const hu = new Int16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+      let next = 1;
+      const padding = message.padding ? bytesOf(buffers[next++]) : null;
+      const overlays = message.overlays.map((o) => ({ ...o, data: bytesOf(buffers[next++]) }));
+      vol = { hu, padding, overlays, strides };
+      showVolume();
+      volumeDone(buffers);
+    } else if (message.type === "volume_start") {
+      // the three planes through the crosshair: painted now, the rest of the volume follows in slabs
+      const n = shape[0] * strides[0];
+      vol = {
+        hu: new Int16Array(n), padding: message.padding ? new Uint8Array(n) : null,
+        overlays: message.overlays.map((o) => ({ ...o, data: new Uint8Array(n) })),
+        strides, loaded: 0, complete: false,
+      };
+      root.dataset.volumeBytes = buffers.reduce((total, b) => total + b.byteLength, 0);
+      const [k, j, i] = message.crosshair;
+      volumeLayers().forEach((layer, L) => {
+        copyInto(layer, buffers[3 * L], k * strides[0]);
+        const coronal = buffers[3 * L + 1], sagittal = buffers[3 * L + 2];
+        const size = layer.BYTES_PER_ELEMENT, rowBytes = shape[2] * size;
+        for (let z = 0; z < shape[0]; z++) {
+          copyInto(layer, new DataView(coronal.buffer, coronal.byteOffset + z * rowBytes, rowBytes), z * strides[0] + j * strides[1]);
+        }
+        const column = new DataView(sagittal.buffer, sagittal.byteOffset, sagittal.byteLength);
+        for (let z = 0, q = 0; z < shape[0]; z++) {
+          for (let r = 0; r < shape[1]; r++, q++) {
+            layer[z * strides[0] + r * strides[1] + i] = size === 2 ? column.getInt16(2 * q, true) : column.getUint8(q);
+          }
+        }
+      });
+      showVolume();
+      banner.style.display = ""; banner.textContent = "loading the volume into the page: 0 %";
+    } else if (message.type === "volume_chunk" && vol && !vol.complete) {
+      volumeLayers().forEach((layer, L) => copyInto(layer, buffers[L], message.first * strides[0]));
+      vol.loaded += message.count;
+      root.dataset.volumeBytes = +root.dataset.volumeBytes + buffers.reduce((total, b) => total + b.byteLength, 0);
+      banner.textContent = `loading the volume into the page: ${Math.round((100 * vol.loaded) / shape[0])} %`;
+      if (vol.loaded >= shape[0]) {
+        volumeDone([]);
+        banner.style.display = meta().banner ? "" : "none";
+        banner.textContent = meta().banner || "";
+        for (const plane in panels) panels[plane].gatherKey = "";
+        paintAll();
+      }
+    }
+  }
+  function volumeLayers() { return [vol.hu, vol.padding, ...vol.overlays.map((o) => o.data)].filter(Boolean); }
   model.on("msg:custom", receive);
-  for (const name of ["crosshair", "center", "width", "convention", "overlay_visible", "opacity", "measurements"]) {
-    model.on(`change:${name}`, () => {
-      if (name === "center" || name === "width") lut = buildLut(model.get("center"), model.get("width"));
-      if (vol) paintAll();
+  // a new grid (full resolution slab or preview) is announced by new metadata, then its buffers follow
+  model.on("change:_meta", () => {
+    vol = null;
+    for (const plane in panels) { panels[plane].key = ""; panels[plane].gatherKey = ""; panels[plane].plane = null; }
+    delete root.dataset.ready;
+  });
+  // Python may set several traits at once: one repaint in the next frame
+  let remotePaint = null;
+  function paintFromPython(relayout) {
+    if (remotePaint) { remotePaint.relayout ||= relayout; return; }
+    remotePaint = { relayout };
+    requestAnimationFrame(() => {
+      const r = remotePaint; remotePaint = null;
+      lut = newLut(model.get("center"), model.get("width"));
+      if (!vol) return;
+      if (r.relayout) layoutPanels();
+      paintAll();
     });
   }
-  for (const name of ["layout", "plane"]) model.on(`change:${name}`, () => { if (vol) { layoutPanels(); paintAll(); } });
+  for (const name of ["crosshair", "center", "width", "window_name", "convention", "overlay_visible", "opacity", "measurements"]) {
+    model.on(`change:${name}`, () => { if (!localChange) paintFromPython(false); });
+  }
+  for (const name of ["plane_layout", "plane"]) model.on(`change:${name}`, () => { if (!localChange) paintFromPython(true); });
 
   const resize = new ResizeObserver(() => { if (vol) { layoutPanels(); paintAll(); } });
   resize.observe(root);
@@ -564,6 +699,7 @@ export function createViewer(model, root) {
       root.dataset.kernel = "ok"; banner.style.display = meta().banner ? "" : "none"; banner.textContent = meta().banner || "";
     }
   }, 2000);
+  root.dataset.volumeRequestedMs = performance.now().toFixed(2);
   model.send({ type: "request_volume" });
   return () => { resize.disconnect(); if (heartbeat) clearInterval(heartbeat); };
 }
