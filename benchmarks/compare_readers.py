@@ -126,6 +126,7 @@ class Case:
     references: list[Reference]
     kind: str  # "phantom" or "real"
     exact: bool = False  # noise-free phantom: a correct reader has zero HU error
+    must_refuse: bool = False  # not a volume: refusing is the right answer
 
 
 def _reference_from_written(written: Any, label: str) -> Reference:
@@ -370,7 +371,8 @@ def real_cases(data: Path, work: Path) -> list[Case]:
                 link.symlink_to(file)
             if pydicom.misc.is_dicom(file):
                 dicom_files.append(file)
-        cases.append(Case(name, what, folder, [reference_by_hand(dicom_files, name)], "real"))
+        reference = reference_by_hand(dicom_files, name)
+        cases.append(Case(name, what, folder, [reference], "real", must_refuse=relative.endswith("notavolume/001")))
     return cases
 
 
@@ -469,7 +471,7 @@ def read_dcm2niix(folder: Path, out: Path, said: list[str]) -> list[tuple[str, n
             said.append(line.strip())
     outputs = _read_nifti_folder(out)
     if not outputs:
-        raise RuntimeError(f"no NIfTI written (exit {done.returncode})")
+        raise RuntimeError(f"dcm2niix wrote no NIfTI (exit {done.returncode})")
     return outputs
 
 
@@ -830,6 +832,12 @@ def _short(text: str, length: int = 110) -> str:
     return text if len(text) <= length else text[: length - 1] + "…"
 
 
+def _clean(line: str, folder: Path) -> str:
+    line = line.replace(str(folder), "FOLDER")
+    line = re.sub(r" ?\(0x[0-9a-f]+\)", "", line)
+    return re.sub(r" ?\(?\b\d+(\.\d+){5,}\)?", "", line)
+
+
 def _messages(record: dict[str, Any], folder: Path) -> list[str]:
     """What the tool said, without banners, source locations, object addresses, UIDs and our scratch path."""
     noise = (
@@ -845,9 +853,7 @@ def _messages(record: dict[str, Any], folder: Path) -> list[str]:
     for line in record.get("said", []):
         if any(word in line for word in noise) or line.startswith(("WARNING: In ", "-----")):
             continue
-        line = line.replace(str(folder), "FOLDER")
-        line = re.sub(r" ?\(0x[0-9a-f]+\)", "", line)
-        line = re.sub(r" ?\(?\b\d+(\.\d+){5,}\)?", "", line)
+        line = _clean(line, folder)
         if _short(line, 60) not in (_short(u, 60) for u in unique):
             unique.append(line)
     return unique
@@ -868,21 +874,42 @@ def evaluate(case: Case, tool: str, results: Path) -> dict[str, Any]:
         "series_found": len(record["outputs"]),
     }
     if record["status"] != "read":
-        cell["error"] = record.get("error", "")
+        cell["error"] = _clean(record.get("error", ""), case.folder)
         return cell
     stored = np.load(results / tool / case.name / "outputs.npz")
     outputs = [(stored[f"hu{k}"], stored[f"affine{k}"]) for k in range(len(record["outputs"]))]
+    owners = _owners(case.references, [affine for _, affine in outputs])
     verdicts = []
-    for reference in case.references:
-        candidates = [judge(reference, hu, affine) for hu, affine in outputs]
+    for index, reference in enumerate(case.references):
+        candidates = [judge(reference, hu, affine) for (hu, affine), owner in zip(outputs, owners) if owner == index]
         candidates.sort(key=_preference)
-        verdicts.append(candidates[0] if candidates else Verdict(mode="no output"))
-    cell["geometry_mm"] = max(v.geometry_mm for v in verdicts)
-    cell["hu_error"] = max(v.hu_error for v in verdicts)
+        verdicts.append(
+            candidates[0] if candidates else Verdict(mode="missed", notes=[f"no output for {reference.label}"])
+        )
+    found = [v for v in verdicts if v.mode != "missed"] or verdicts
+    cell["geometry_mm"] = max(v.geometry_mm for v in found)
+    cell["hu_error"] = max(v.hu_error for v in found)
     cell["modes"] = sorted({v.mode for v in verdicts})
     cell["notes"] = [note for v in verdicts for note in v.notes]
     cell["references"] = len(case.references)
     return cell
+
+
+def _owners(references: list[Reference], affines: list[np.ndarray]) -> list[int]:
+    """Which series each output stands for: the one whose voxel size it has (several series in one folder)."""
+    if len(references) == 1:
+        return [0] * len(affines)
+
+    def voxel(reference: Reference) -> np.ndarray:
+        steps = np.diff(reference.positions @ reference.normal)
+        step = float(np.median(steps[steps > 1e-3])) if (steps > 1e-3).any() else 0.0
+        return np.sort([step, np.linalg.norm(reference.row_step), np.linalg.norm(reference.col_step)])
+
+    sizes = [voxel(reference) for reference in references]
+    return [
+        int(np.argmin([np.abs(np.sort(np.linalg.norm(a[:3, :3], axis=0)) - size).sum() for size in sizes]))
+        for a in affines
+    ]
 
 
 def _number(value: float, unit: str) -> str:
@@ -895,19 +922,20 @@ def _number(value: float, unit: str) -> str:
     return f"{value:.2f} {unit}" if value < 10 else f"{value:.0f} {unit}"
 
 
-def grade(cell: dict[str, Any], exact: bool) -> str:
-    """ok (right), warn (read, with an error worth knowing), bad (wrong or refused), absent."""
+def grade(cell: dict[str, Any], case: Case) -> str:
+    """ok (right), warn (read, with a caveat), bad (read but wrong), refused, absent (not installed)."""
     if cell["status"] == "not installed":
         return "absent"
+    if case.must_refuse:
+        return "ok" if cell["status"] != "read" else "bad"
     if cell["status"] != "read":
         return "refused"
     geometry, hu = cell["geometry_mm"], cell["hu_error"]
-    if not np.isfinite(geometry) or geometry > 1.0:
+    same_voxels = [mode for mode in cell["modes"] if mode != "missed"] == ["same voxels"]
+    if not np.isfinite(geometry) or geometry > 1.0 or (same_voxels and hu > 5):
         return "bad"
-    if "same voxels" in cell["modes"] and hu < 0.5 and geometry < 0.05:
+    if same_voxels and hu < 0.5 and geometry < 0.05 and "missed" not in cell["modes"]:
         return "ok"
-    if "same voxels" in cell["modes"] and hu >= 0.5:
-        return "bad" if hu > 5 else "warn"
     return "warn"
 
 
@@ -915,13 +943,14 @@ SYMBOL = {"ok": "✅", "warn": "⚠️", "bad": "❌", "refused": "⛔", "absent
 
 
 def cell_text(cell: dict[str, Any], case: Case) -> str:
-    grade_name = grade(cell, case.exact)
+    grade_name = grade(cell, case)
     if cell["status"] == "not installed":
         return "— not installed"
     said = cell["said"]
     if cell["status"] != "read":
         reason = cell.get("error", "")
-        text = f"{SYMBOL[grade_name]} {cell['status']}: {_short(reason, 150)}"
+        verb = f"{cell['status']}, as it should" if case.must_refuse else cell["status"]
+        text = f"{SYMBOL[grade_name]} {verb}: {_short(reason, 150)}"
         if said:
             text += f"<br>said: {_short(said[0])}"
         return text
@@ -931,7 +960,7 @@ def cell_text(cell: dict[str, Any], case: Case) -> str:
         f"{SYMBOL[grade_name]} read, {found} output{'s' if found != 1 else ''} for {wanted} series",
         f"geometry {_number(cell['geometry_mm'], 'mm')}",
     ]
-    if "same voxels" in cell["modes"] and len(cell["modes"]) == 1:
+    if [mode for mode in cell["modes"] if mode != "missed"] == ["same voxels"]:
         parts.append(f"HU max {_number(cell['hu_error'], 'HU')}")
     else:
         parts.append(f"resampled, HU median {_number(cell['hu_error'], 'HU')}")
@@ -989,6 +1018,22 @@ def _versions(tools: list[str]) -> dict[str, str]:
     return versions
 
 
+def _failure(cell: dict[str, Any], case: Case) -> str:
+    """A few words for the list of failures."""
+    if cell["status"] != "read":
+        error = cell.get("error", "")
+        if "wrote no NIfTI" in error and cell["said"]:
+            return "wrote no NIfTI: " + _short(cell["said"][0], 70)
+        return _short(error or "no message", 90)
+    if case.must_refuse:
+        return "stacked slices that share one position into a volume"
+    if not np.isfinite(cell["geometry_mm"]):
+        return "the volume is not where the headers put it"
+    if cell["geometry_mm"] > 1.0:
+        return f"geometry off by {_number(cell['geometry_mm'], 'mm')}"
+    return f"HU off by {_number(cell['hu_error'], 'HU')}"
+
+
 def write_page(
     cases: list[Case],
     cells: dict[tuple[str, str], dict[str, Any]],
@@ -1009,7 +1054,7 @@ def write_page(
         rows.append(
             "| " + label + " | " + " | ".join(_escape(cell_text(cells[case.name, tool], case)) for tool in TOOLS) + " |"
         )
-    grades = {tool: [grade(cells[case.name, tool], case.exact) for case in cases] for tool in TOOLS}
+    grades = {tool: [grade(cells[case.name, tool], case) for case in cases] for tool in TOOLS}
     summary = [
         f"| {TOOL_TITLES[tool]} | {versions[tool]} | "
         + (
@@ -1020,6 +1065,18 @@ def write_page(
         + " |"
         for tool in TOOLS
     ]
+    failures = []
+    for tool in TOOLS:
+        if tool in absent:
+            continue
+        wrong = [
+            f"{SYMBOL[grade(cells[case.name, tool], case)]} {case.name} ({_failure(cells[case.name, tool], case)})"
+            for case in cases
+            if grade(cells[case.name, tool], case) in ("bad", "refused")
+        ]
+        failures.append(
+            f"* **{TOOL_TITLES[tool]}**: " + ("; ".join(wrong) if wrong else "nothing wrong in these cases") + "."
+        )
     text = f"""# Reader comparison
 
 Generated by `{command}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s
@@ -1043,6 +1100,10 @@ by file (each file's own rescale, each file's own position).
 {chr(10).join(summary)}
 
 ![Summary: one square per case and tool](images/comparison_summary.png)
+
+Where each tool went wrong (geometry error, HU error, or what it refused with):
+
+{chr(10).join(failures)}
 
 ## The table
 
@@ -1106,9 +1167,11 @@ Tool versions: {", ".join(f"{TOOL_TITLES[t]} {versions[t]}" for t in TOOLS)}.
 # ----------------------------------------------------------------------------------------------- figures
 
 
-def _summary_text(cell: dict[str, Any], name: str) -> str:
+def _summary_text(cell: dict[str, Any], name: str, case: Case) -> str:
     if cell["status"] != "read":
-        return cell["status"]
+        return f"{cell['status']} (right)" if case.must_refuse and name == "ok" else cell["status"]
+    if case.must_refuse:
+        return "read it"
     geometry = cell["geometry_mm"]
     if name == "ok":
         return "ok"
@@ -1142,12 +1205,12 @@ def plot_summary(cases: list[Case], cells: dict[tuple[str, str], dict[str, Any]]
     for row, case in enumerate(cases):
         for column, tool in enumerate(TOOLS):
             cell = cells[case.name, tool]
-            name = grade(cell, case.exact)
+            name = grade(cell, case)
             axes.add_patch(plt.Rectangle((column, row), 0.94, 0.88, color=colours[name]))
             axes.text(
                 column + 0.47,
                 row + 0.44,
-                _summary_text(cell, name),
+                _summary_text(cell, name, case),
                 ha="center",
                 va="center",
                 fontsize=7.5,
@@ -1329,6 +1392,9 @@ def main(argv: list[str] | None = None) -> int:
         by_name = {case.name: case for case in cases}
         plot_world_cut(by_name["tilt +25"], results, args.images / "comparison_tilt.png", "Gantry tilt +25 degrees")
         plot_world_cut(by_name["missing slice"], results, args.images / "comparison_missing.png", "One missing slice")
+        if "tilt -25" in by_name:
+            title = "Gantry tilt -25 degrees"
+            plot_world_cut(by_name["tilt -25"], results, args.images / "comparison_tilt_negative.png", title)
         command = "python benchmarks/compare_readers.py" + (" --quick" if args.quick else "")
         write_page(cases, cells, absent, args.out_md, args.images, command, time.perf_counter() - start)
         if args.json:
@@ -1337,8 +1403,7 @@ def main(argv: list[str] | None = None) -> int:
                     "kind": case.kind,
                     "exact": case.exact,
                     "tools": {
-                        tool: {**cells[case.name, tool], "grade": grade(cells[case.name, tool], case.exact)}
-                        for tool in TOOLS
+                        tool: {**cells[case.name, tool], "grade": grade(cells[case.name, tool], case)} for tool in TOOLS
                     },
                 }
                 for case in cases
