@@ -66,7 +66,7 @@ _EXPORTS = {
     "ImageFormation": "headmodel",
     "EllipsoidHead": "headmodel",
     "SliceGeometry": "phantom",
-    "Encoding": "phantom",
+    "Encoding": "dicomwriter",
     "ExportQuirks": "phantom",
     "SeriesHeader": "phantom",
     "write_series": "phantom",
