@@ -342,6 +342,7 @@ def _facts_from_tree(root: Path, rule: str) -> tuple[list[SeriesFacts], list[tup
     for study in find_studies(index):
         chosen, skipped = select_series(study.series, rule)
         reasons = {id(series): reason for series, reason in skipped}
+        first_of_study = len(facts)
         for series in study.series:
             if series.is_localizer:
                 continue
@@ -373,6 +374,11 @@ def _facts_from_tree(root: Path, rule: str) -> tuple[list[SeriesFacts], list[tup
                     item.flags += hu_flags(volume.hu, volume.padding)
                     item.thumbnail = _thumbnail(volume, item.label)
             facts.append(item)
+        if not chosen and len(facts) > first_of_study:
+            facts[first_of_study].flags.append(
+                f"no series of this study passes the rule {rule!r}: the study would get no output; the reason "
+                "for each series is in the table below"
+            )
     return facts, index.skipped
 
 
