@@ -338,7 +338,7 @@ def _facts_from_tree(root: Path, rule: str) -> tuple[list[SeriesFacts], list[tup
     from .series import scan
 
     index = scan(root)
-    facts = []
+    facts: list[SeriesFacts] = []
     for study in find_studies(index):
         chosen, skipped = select_series(study.series, rule)
         reasons = {id(series): reason for series, reason in skipped}
