@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .series import Series
 from .volume import AIR_HU, Volume
 
 __all__ = ["SAMPLE_SLICES", "SeriesFacts", "hu_flags", "write_report"]
@@ -321,10 +322,9 @@ def _scanner_model(path: Path) -> str:
     return " ".join(str(dataset.get(k, "")).strip() for k in ("Manufacturer", "ManufacturerModelName")).strip()
 
 
-def _sample(series: Any) -> Volume:
+def _sample(series: Series) -> Volume:
     """At most `SAMPLE_SLICES` evenly spread slices of a series, read into a Volume."""
     from .reader import load_series
-    from .series import Series
 
     step = -(-series.n_images // SAMPLE_SLICES)
     subset = Series(series.uid, series.key, series.headers[::step]) if step > 1 else series
@@ -334,6 +334,7 @@ def _sample(series: Any) -> Volume:
 
 
 def _facts_from_tree(root: Path, rule: str) -> tuple[list[SeriesFacts], list[tuple[Path, str]]]:
+    from .hounsfield import rescale_intercept, rescale_slope
     from .selection import contrast_evidence, find_studies, select_series
     from .series import scan
 
@@ -362,9 +363,7 @@ def _facts_from_tree(root: Path, rule: str) -> tuple[list[SeriesFacts], list[tup
                 contrast=contrast_evidence(series),
             )
             item.flags += _geometry_flags(np.diff(series.slice_positions), series.tilt)
-            item.flags += _rescale_flag(
-                [h.rescale_slope or 1.0 for h in headers], [h.rescale_intercept or 0.0 for h in headers]
-            )
+            item.flags += _rescale_flag([rescale_slope(h) for h in headers], [rescale_intercept(h) for h in headers])
             if item.chosen:
                 try:
                     volume = _sample(series)
