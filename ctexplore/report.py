@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .reader import _DUPLICATE_MM, _STEP_ATOL_MM, _STEP_RTOL
 from .series import Series
 from .volume import AIR_HU, Volume
 
@@ -44,9 +45,6 @@ __all__ = ["SAMPLE_SLICES", "SeriesFacts", "hu_flags", "write_report"]
 SAMPLE_SLICES = 48
 
 _TILT_FLAG_DEG = 0.5
-# slice steps differing by more than this fraction of the median (and 0.05 mm) are uneven
-_UNEVEN_FRACTION = 0.05
-_DUPLICATE_MM = 0.01
 # HU of the CT scale of a 12-bit scanner: air clamps at -1024, the top of 4096 values is 3071
 _CT_SCALE_HU = (-1024.0, 3071.0)
 _BELOW_SCALE_MARGIN_HU = 26.0  # noise around a clamped -1024 stays above -1050
@@ -191,7 +189,7 @@ def _geometry_flags(steps: np.ndarray, tilt: float) -> list[str]:
     steps = steps[np.abs(steps) >= _DUPLICATE_MM]
     if steps.size > 1:
         median = float(np.median(steps))
-        if steps.max() - steps.min() > max(0.05, _UNEVEN_FRACTION * median):
+        if np.any(np.abs(steps - median) > _STEP_ATOL_MM + _STEP_RTOL * median):  # what the reader calls uneven
             flags.append(
                 f"uneven spacing: slice steps from {steps.min():.3g} to {steps.max():.3g} mm (missing slices or a "
                 "change of spacing)"
