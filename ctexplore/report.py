@@ -379,7 +379,7 @@ def _facts_from_tree(root: Path, rule: str) -> tuple[list[SeriesFacts], list[tup
     return facts, index.skipped
 
 
-def _float(text: str | None) -> float | None:
+def _float(text: str | float | None) -> float | None:
     try:
         return float(text) if text not in (None, "") else None
     except ValueError:
@@ -424,6 +424,8 @@ def _facts_from_output(folder: Path) -> list[SeriesFacts]:
                 item.flags += hu_flags(volume.hu, volume.padding)
                 item.model = _scanner_model(volume.files[0]) if volume.files else ""
                 item.thumbnail = _thumbnail(volume, item.label)
+        elif item.status == "ok":
+            item.flags.append(f"output {output} is not .npz: not opened, so no thumbnail and no HU checks")
         facts.append(item)
     return facts
 

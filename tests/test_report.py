@@ -213,3 +213,12 @@ def test_a_study_without_a_series_that_passes_the_rule_is_flagged(quirky_tree, t
     page = write_report(quirky_tree / "CLEAN", tmp_path / "r", rule="kernel:sharp").read_text(encoding="utf-8")
     assert flag_table(page) == {"CLEAN": {"no series of this study passes the rule 'kernel"}}
     assert "kernel &#x27;H30s&#x27; is a soft kernel; rule wants a sharp kernel" in page
+
+
+def test_report_says_which_outputs_it_did_not_open(quirky_tree, tmp_path):
+    out = tmp_path / "out"
+    clean = quirky_tree / "CLEAN"
+    assert main(["preprocess", str(clean), str(out), "--format", "nifti", "--workers", "1", "--no-progress"]) == 0
+    assert main(["report", str(out)]) == 0
+    [flag] = flag_table((out / "report.html").read_text(encoding="utf-8"))["CLEAN"]
+    assert flag.startswith("output CLEAN/") and flag.endswith(".nii.gz is not .npz")
