@@ -119,6 +119,7 @@ def test_report_writes_one_thumbnail_per_chosen_series_and_the_distributions(tre
     assert page.count('<figure class="flagged">') == 8 and page.count('<figure class="clean">') == 1
 
 
+@pytest.mark.browser
 def test_report_opens_offline_in_chromium_with_every_picture_loaded(tree_report):
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}")
