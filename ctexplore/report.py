@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from .reader import _DUPLICATE_MM, _STEP_ATOL_MM, _STEP_RTOL
+from .series import Series
 from .volume import AIR_HU, Volume
 
 __all__ = ["SAMPLE_SLICES", "SeriesFacts", "hu_flags", "write_report"]
@@ -43,9 +45,6 @@ __all__ = ["SAMPLE_SLICES", "SeriesFacts", "hu_flags", "write_report"]
 SAMPLE_SLICES = 48
 
 _TILT_FLAG_DEG = 0.5
-# slice steps differing by more than this fraction of the median (and 0.05 mm) are uneven
-_UNEVEN_FRACTION = 0.05
-_DUPLICATE_MM = 0.01
 # HU of the CT scale of a 12-bit scanner: air clamps at -1024, the top of 4096 values is 3071
 _CT_SCALE_HU = (-1024.0, 3071.0)
 _BELOW_SCALE_MARGIN_HU = 26.0  # noise around a clamped -1024 stays above -1050
@@ -190,7 +189,7 @@ def _geometry_flags(steps: np.ndarray, tilt: float) -> list[str]:
     steps = steps[np.abs(steps) >= _DUPLICATE_MM]
     if steps.size > 1:
         median = float(np.median(steps))
-        if steps.max() - steps.min() > max(0.05, _UNEVEN_FRACTION * median):
+        if np.any(np.abs(steps - median) > _STEP_ATOL_MM + _STEP_RTOL * median):  # what the reader calls uneven
             flags.append(
                 f"uneven spacing: slice steps from {steps.min():.3g} to {steps.max():.3g} mm (missing slices or a "
                 "change of spacing)"
@@ -321,10 +320,9 @@ def _scanner_model(path: Path) -> str:
     return " ".join(str(dataset.get(k, "")).strip() for k in ("Manufacturer", "ManufacturerModelName")).strip()
 
 
-def _sample(series: Any) -> Volume:
+def _sample(series: Series) -> Volume:
     """At most `SAMPLE_SLICES` evenly spread slices of a series, read into a Volume."""
     from .reader import load_series
-    from .series import Series
 
     step = -(-series.n_images // SAMPLE_SLICES)
     subset = Series(series.uid, series.key, series.headers[::step]) if step > 1 else series
@@ -334,14 +332,16 @@ def _sample(series: Any) -> Volume:
 
 
 def _facts_from_tree(root: Path, rule: str) -> tuple[list[SeriesFacts], list[tuple[Path, str]]]:
+    from .hounsfield import rescale_intercept, rescale_slope
     from .selection import contrast_evidence, find_studies, select_series
     from .series import scan
 
     index = scan(root)
-    facts = []
+    facts: list[SeriesFacts] = []
     for study in find_studies(index):
         chosen, skipped = select_series(study.series, rule)
         reasons = {id(series): reason for series, reason in skipped}
+        first_of_study = len(facts)
         for series in study.series:
             if series.is_localizer:
                 continue
@@ -361,9 +361,7 @@ def _facts_from_tree(root: Path, rule: str) -> tuple[list[SeriesFacts], list[tup
                 contrast=contrast_evidence(series),
             )
             item.flags += _geometry_flags(np.diff(series.slice_positions), series.tilt)
-            item.flags += _rescale_flag(
-                [h.rescale_slope or 1.0 for h in headers], [h.rescale_intercept or 0.0 for h in headers]
-            )
+            item.flags += _rescale_flag([rescale_slope(h) for h in headers], [rescale_intercept(h) for h in headers])
             if item.chosen:
                 try:
                     volume = _sample(series)
@@ -373,10 +371,15 @@ def _facts_from_tree(root: Path, rule: str) -> tuple[list[SeriesFacts], list[tup
                     item.flags += hu_flags(volume.hu, volume.padding)
                     item.thumbnail = _thumbnail(volume, item.label)
             facts.append(item)
+        if not chosen and len(facts) > first_of_study:
+            facts[first_of_study].flags.append(
+                f"no series of this study passes the rule {rule!r}: the study would get no output; the reason "
+                "for each series is in the table below"
+            )
     return facts, index.skipped
 
 
-def _float(text: str | None) -> float | None:
+def _float(text: str | float | None) -> float | None:
     try:
         return float(text) if text not in (None, "") else None
     except ValueError:
@@ -421,6 +424,8 @@ def _facts_from_output(folder: Path) -> list[SeriesFacts]:
                 item.flags += hu_flags(volume.hu, volume.padding)
                 item.model = _scanner_model(volume.files[0]) if volume.files else ""
                 item.thumbnail = _thumbnail(volume, item.label)
+        elif item.status == "ok":
+            item.flags.append(f"output {output} is not .npz: not opened, so no thumbnail and no HU checks")
         facts.append(item)
     return facts
 

@@ -4,6 +4,7 @@ opened in a real Chromium with every network request refused."""
 from __future__ import annotations
 
 import csv
+import html
 import os
 import re
 from pathlib import Path
@@ -92,7 +93,7 @@ def flag_table(page: str) -> dict[str, set[str]]:
     rows = re.findall(r"<tr><td>([^<]*)</td><td>[^<]*</td><td>([^<]*)</td></tr>", page.split('id="flags"')[1])
     found: dict[str, set[str]] = {}
     for patient, flag in rows:
-        found.setdefault(patient, set()).add(flag.split(":")[0])
+        found.setdefault(html.unescape(patient), set()).add(html.unescape(flag).split(":")[0])
     return found
 
 
@@ -118,6 +119,7 @@ def test_report_writes_one_thumbnail_per_chosen_series_and_the_distributions(tre
     assert page.count('<figure class="flagged">') == 8 and page.count('<figure class="clean">') == 1
 
 
+@pytest.mark.browser
 def test_report_opens_offline_in_chromium_with_every_picture_loaded(tree_report):
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}")
@@ -206,3 +208,18 @@ def test_hu_flags_of_a_large_volume_check_every_kth_slice():
         "12-bit unsigned wrap-around",
         "values outside the scanner range",
     ]
+
+
+def test_a_study_without_a_series_that_passes_the_rule_is_flagged(quirky_tree, tmp_path):
+    page = write_report(quirky_tree / "CLEAN", tmp_path / "r", rule="kernel:sharp").read_text(encoding="utf-8")
+    assert flag_table(page) == {"CLEAN": {"no series of this study passes the rule 'kernel"}}
+    assert "kernel &#x27;H30s&#x27; is a soft kernel; rule wants a sharp kernel" in page
+
+
+def test_report_says_which_outputs_it_did_not_open(quirky_tree, tmp_path):
+    out = tmp_path / "out"
+    clean = quirky_tree / "CLEAN"
+    assert main(["preprocess", str(clean), str(out), "--format", "nifti", "--workers", "1", "--no-progress"]) == 0
+    assert main(["report", str(out)]) == 0
+    [flag] = flag_table((out / "report.html").read_text(encoding="utf-8"))["CLEAN"]
+    assert flag.startswith("output CLEAN/") and flag.endswith(".nii.gz is not .npz")
