@@ -223,6 +223,8 @@ def _layout(path: Path) -> dict[str, Any]:
     """Which array an item reads, its axes, its slice count and each slice's source images (from the provenance)."""
     import json
 
+    if not path.name.endswith(".npz"):
+        raise ValueError(f"{path}: VolumeDataset reads .npz outputs; run `ctexplore preprocess` with --format npz")
     with zipfile.ZipFile(path) as archive:
         name = "processed" if "processed.npy" in archive.namelist() else "hu"
         with archive.open(f"{name}.npy") as member:

@@ -93,3 +93,28 @@ def test_the_core_does_not_import_torch(preprocessed):
     code = "import sys, ctexplore as ct; ds = ct.VolumeDataset(sys.argv[1]); ds[0]; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code, str(preprocessed)], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_per_slice_items_follow_the_processed_layout(preprocessed):
+    series = ct.VolumeDataset(preprocessed)
+    slices = ct.VolumeDataset(preprocessed, slices=True)
+    assert len(slices) == sum(array.shape[1] for array, _ in (series[i] for i in range(len(series))))
+    image, record = slices[3]
+    volume_array, _ = series[0]
+    assert record["slice_index"] == 3 and image.shape == (2,) + volume_array.shape[2:]
+    np.testing.assert_array_equal(image, volume_array[:, 3])
+    volume, _ = ct.load_npz(record["path"])
+    assert record["sop_instance_uids"].split("\\") == volume.meta["slice_sources"][3]
+
+
+def test_image_level_labels_need_slices_and_nifti_outputs_are_refused(preprocessed, tmp_path):
+    labels = tmp_path / "images.csv"
+    labels.write_text("sop_instance_uid,bleed\n1.2.3,1\n")
+    with pytest.raises(ValueError, match="slices=True"):
+        ct.VolumeDataset(preprocessed, labels=labels)
+    out = tmp_path / "nifti"
+    source = tmp_path / "source"
+    write_series(source, n_slices=4, matrix=16)
+    ct.preprocess(source, out, options=ct.PreprocessOptions(spacing=4.0, format="nifti"), workers=1, progress=False)
+    with pytest.raises(ValueError, match="--format npz"):
+        ct.VolumeDataset(out)
