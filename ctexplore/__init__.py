@@ -74,7 +74,7 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
-_SUBMODULES = frozenset(_EXPORTS.values()) | {"cli", "export", "fetch", "datasets"}
+_SUBMODULES = frozenset(_EXPORTS.values()) | {"cli"}
 
 
 def __getattr__(name: str) -> Any:
