@@ -774,6 +774,10 @@ def write_localizer(
     WrittenSeries
         With a single file; `slice_positions` holds the plane position.
 
+    See Also
+    --------
+    write_study : writes a localizer beside the axial series.
+
     Examples
     --------
     >>> import tempfile, pydicom
@@ -951,6 +955,11 @@ def write_study(
     list of WrittenSeries
         The image series in the order written, then the localizer.
 
+    See Also
+    --------
+    write_series : one series.
+    ctexplore.sample_study : the default study, cached.
+
     Examples
     --------
     >>> import tempfile
@@ -1018,6 +1027,10 @@ def write_enhanced_series(
     -------
     WrittenSeries
         ``files`` holds the one file.
+
+    See Also
+    --------
+    write_series : the same pixels as one file per slice.
 
     Examples
     --------
