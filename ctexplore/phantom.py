@@ -623,12 +623,14 @@ def _with_flat_options(
     if formation is not None:
         if head is not None:
             raise TypeError("give the head once: head= or image_formation=, not both")
-        if simple.get("noise_sd") or simple.get("markers"):
-            raise ValueError("image_formation sets the noise and has no markers: leave noise=0 and markers=()")
         head = formation
+    if isinstance(head, ImageFormation):
+        if simple.get("noise_sd") or simple.get("markers"):
+            raise ValueError(
+                "the realistic head (ImageFormation) sets its own noise and has no markers: "
+                "leave noise=0 and markers=(), or image the simple head (EllipsoidHead)"
+            )
     elif simple:
-        if isinstance(head, ImageFormation):
-            raise ValueError("noise=, markers= and marker_radius= belong to the simple head, not to ImageFormation")
         head = replace(head or EllipsoidHead(), **simple)
     return (
         head or EllipsoidHead(),
