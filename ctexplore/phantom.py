@@ -48,6 +48,7 @@ from .dicomwriter import (
     _fold_into_enhanced,
     _quantize,
     _set_image_pixel_module,
+    _stored_pixels,
     _uid,
     _write_dataset,
     _write_non_images,
@@ -539,7 +540,7 @@ def write_series(
     in_plane = _in_plane_offsets(grid.shape, grid.spacing, grid.orientation)
     outside = _outside_fov(grid.shape, grid.spacing, grid.fov)
     padding_fill = _padding_fill(outside, quirks.padding_value, quirks.padding_range_limit)
-    junk_bits = (0xFFFF >> encoding.bits_stored) << encoding.bits_stored
+    junk_mask = None
     if quirks.junk_high_bits:
         row_index, col_index = np.indices(grid.shape)
         junk_mask = ((row_index + 2 * col_index) % 5 == 0) & ~outside
@@ -549,18 +550,10 @@ def write_series(
         hu = head.image(
             in_plane + grid.image_positions[k], row_step, col_step, normal_step, np.random.default_rng([seed, 11, k])
         )
-        stored = _quantize(hu, slopes[k], intercepts[k], encoding.stored_range)
-        if quirks.padding_value is None:
-            stored[outside] = _quantize(np.asarray(AIR_HU), slopes[k], intercepts[k], encoding.stored_range)
-        else:
-            stored[outside] = padding_fill
-        pixels = stored.astype(np.int32)
-        if quirks.junk_high_bits:
-            pixels[junk_mask] ^= junk_bits
+        pixels = _stored_pixels(hu, slopes[k], intercepts[k], encoding, outside, padding_fill, junk_mask)
         ds = _slice_dataset(grid, k, header, quirks, encoding, seed)
         ds.InstanceNumber = int(instance_order[k]) + 1
         ds.RescaleIntercept, ds.RescaleSlope = _ds(intercepts[k]), _ds(slopes[k])
-        pixels = (pixels & 0xFFFF).astype(np.uint16).view(encoding.dtype)
         _write_dataset(files[k], ds, pixels, encoding.transfer_syntax, file_meta=encoding.file_meta)
 
     return WrittenSeries(
