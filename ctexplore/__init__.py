@@ -63,7 +63,7 @@ _EXPORTS = {
     "ImageFormation": "headmodel",
     "EllipsoidHead": "headmodel",
     "SliceGeometry": "phantom",
-    "Encoding": "phantom",
+    "Encoding": "dicomwriter",
     "ExportQuirks": "phantom",
     "SeriesHeader": "phantom",
     "write_series": "phantom",
