@@ -152,6 +152,11 @@ def sample_study(
         series (label masks as npz, lesion volumes in mL as JSON) sits beside
         it in ``<dest>/<patient_id>/ground-truth/``, outside the scanned folder.
 
+    See Also
+    --------
+    sample_dataset : several patients in the CQ500 layout.
+    ctexplore.phantom.write_study : the writer behind it, for custom studies.
+
     Examples
     --------
     >>> import tempfile
@@ -211,6 +216,11 @@ def sample_dataset(
     -------
     pathlib.Path
         ``dest``, holding one folder per patient.
+
+    See Also
+    --------
+    sample_study : one patient.
+    fetch_cq500 : the real CQ500 scans in the same layout.
 
     Examples
     --------
@@ -416,6 +426,11 @@ def fetch_cq500(
     UnsafeArchiveError
         A zip holds an entry that would land outside its patient folder; nothing
         of that zip is unpacked.
+
+    See Also
+    --------
+    sample_dataset : a synthetic stand-in with the same layout, offline.
+    ctexplore.cq500_labels : the radiologists' reads for these scans.
 
     Examples
     --------
@@ -688,6 +703,10 @@ def safe_extract_zip(
     -------
     pathlib.Path
         ``dest``.
+
+    See Also
+    --------
+    fetch_cq500 : unpacks every download through this.
 
     Examples
     --------

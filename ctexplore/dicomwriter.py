@@ -34,6 +34,7 @@ from pydicom.uid import (
 from pydicom.valuerep import format_number_as_ds
 
 from ._atomic import atomic_target
+from .volume import AIR_HU
 
 if TYPE_CHECKING:
     from .phantom import WrittenSeries
@@ -155,6 +156,27 @@ def _quantize(hu: np.ndarray, slope: float, intercept: float, stored_range: tupl
     """Stored values for `hu`: the Modality LUT inverted, rounded and clipped to the stored range."""
     low, high = stored_range
     return np.clip(np.rint((hu - intercept) / slope), low, high)
+
+
+def _stored_pixels(
+    hu: np.ndarray,
+    slope: float,
+    intercept: float,
+    encoding: Encoding,
+    outside: np.ndarray,
+    padding: np.ndarray | int | None,
+    junk_mask: np.ndarray | None,
+) -> np.ndarray:
+    """One slice's pixel array as stored: quantized HU, `padding` (None: air) `outside` the field of view,
+    and the bits above (0028,0102) *High Bit* set where `junk_mask` is (PS3.5 8.1.1 leaves them undefined)."""
+    stored = _quantize(hu, slope, intercept, encoding.stored_range)
+    stored[outside] = (
+        _quantize(np.asarray(AIR_HU), slope, intercept, encoding.stored_range) if padding is None else padding
+    )
+    pixels = stored.astype(np.int32)
+    if junk_mask is not None:
+        pixels[junk_mask] ^= (0xFFFF >> encoding.bits_stored) << encoding.bits_stored
+    return (pixels & 0xFFFF).astype(np.uint16).view(encoding.dtype)
 
 
 # Name-based UUIDs (ISO/IEC 9834-8) give valid 2.25 UIDs that depend only on their inputs;

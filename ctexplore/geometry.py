@@ -291,7 +291,11 @@ def correct_tilt(volume: Volume, *, order: int = 1, fill: float = AIR_HU) -> Vol
 
     Notes
     -----
-    On a tilted scan each slice is shifted in-plane relative to the previous one
+    The tilt is read from the geometry itself, not from (0018,1120)
+    *Gantry/Detector Tilt*: (0020,0037) *Image Orientation (Patient)* and the
+    (0020,0032) *Image Position (Patient)* of each slice fix every voxel in the
+    patient (PS3.3 C.7.6.2.1.1), and a tilted stack steps along the table, not
+    along the normal. On a tilted scan each slice is shifted in-plane relative to the previous one
     by ``|s| sin(tilt)``. Because output slices coincide with the acquired
     planes, the correction is an in-plane shift of each slice; slice 0 keeps its
     voxel centres exactly. The loader replaces scanner padding by air before

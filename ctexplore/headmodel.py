@@ -65,7 +65,7 @@ __all__ = [
 
 # label -> (name, noise-free HU). Sources: [2] for tissues, [3] for blood.
 _TABLE: tuple[tuple[str, float], ...] = (
-    ("air", -1000.0),
+    ("air", AIR_HU),
     ("skin", 45.0),
     ("subcutaneous fat", -90.0),
     ("cortical bone", 1600.0),  # outer and inner tables
@@ -80,7 +80,7 @@ _TABLE: tuple[tuple[str, float], ...] = (
     ("orbital fat", -95.0),
     ("globe", 12.0),  # vitreous
     ("lens", 115.0),
-    ("sinus air", -1000.0),  # paranasal sinuses, nasal cavity, mastoid cells
+    ("sinus air", AIR_HU),  # paranasal sinuses, nasal cavity, mastoid cells
     ("intraparenchymal haemorrhage", 65.0),
     ("subdural haemorrhage", 62.0),
     ("epidural haemorrhage", 70.0),
@@ -235,6 +235,11 @@ def head_labels(points: np.ndarray, lesions: Iterable[str] = LESIONS) -> np.ndar
     -------
     labels : (...) uint8 ndarray
 
+    See Also
+    --------
+    head_hu : the noise-free HU of these labels.
+    form_image : the labels imaged with partial volume and noise.
+
     Examples
     --------
     >>> import numpy as np
@@ -350,6 +355,10 @@ def head_labels(points: np.ndarray, lesions: Iterable[str] = LESIONS) -> np.ndar
 def head_hu(points: np.ndarray, lesions: Iterable[str] = LESIONS) -> np.ndarray:
     """Noise-free HU of the model at patient points: ``TISSUE_HU[head_labels(points)]``.
 
+    See Also
+    --------
+    head_labels : the labels behind the values.
+
     Examples
     --------
     >>> import numpy as np
@@ -364,6 +373,10 @@ def correlated_noise(shape: tuple[int, ...], sd: float, correlation_px: float, r
 
     White noise is blurred over the last two axes and rescaled by the kernel's
     root sum of squares, so the expected SD stays `sd` whatever the correlation.
+
+    See Also
+    --------
+    ImageFormation : where the noise SD and correlation are set.
 
     Examples
     --------
@@ -407,6 +420,10 @@ def form_image(
     -------
     (rows, cols) float32 ndarray
 
+    See Also
+    --------
+    ImageFormation.image : this plus noise, as the writer calls it.
+
     Examples
     --------
     >>> import numpy as np
@@ -448,6 +465,10 @@ def form_image(
 
 def lesion_volumes_ml(labels: np.ndarray, voxel_volume_mm3: float) -> dict[str, float]:
     """Volume in mL of each lesion label: voxel count x voxel volume / 1000.
+
+    See Also
+    --------
+    ctexplore.phantom.WrittenSeries.lesion_volumes_ml : the same for a written series.
 
     Examples
     --------

@@ -48,6 +48,7 @@ from .dicomwriter import (
     _fold_into_enhanced,
     _quantize,
     _set_image_pixel_module,
+    _stored_pixels,
     _uid,
     _write_dataset,
     _write_non_images,
@@ -539,7 +540,7 @@ def write_series(
     in_plane = _in_plane_offsets(grid.shape, grid.spacing, grid.orientation)
     outside = _outside_fov(grid.shape, grid.spacing, grid.fov)
     padding_fill = _padding_fill(outside, quirks.padding_value, quirks.padding_range_limit)
-    junk_bits = (0xFFFF >> encoding.bits_stored) << encoding.bits_stored
+    junk_mask = None
     if quirks.junk_high_bits:
         row_index, col_index = np.indices(grid.shape)
         junk_mask = ((row_index + 2 * col_index) % 5 == 0) & ~outside
@@ -549,18 +550,10 @@ def write_series(
         hu = head.image(
             in_plane + grid.image_positions[k], row_step, col_step, normal_step, np.random.default_rng([seed, 11, k])
         )
-        stored = _quantize(hu, slopes[k], intercepts[k], encoding.stored_range)
-        if quirks.padding_value is None:
-            stored[outside] = _quantize(np.asarray(AIR_HU), slopes[k], intercepts[k], encoding.stored_range)
-        else:
-            stored[outside] = padding_fill
-        pixels = stored.astype(np.int32)
-        if quirks.junk_high_bits:
-            pixels[junk_mask] ^= junk_bits
+        pixels = _stored_pixels(hu, slopes[k], intercepts[k], encoding, outside, padding_fill, junk_mask)
         ds = _slice_dataset(grid, k, header, quirks, encoding, seed)
         ds.InstanceNumber = int(instance_order[k]) + 1
         ds.RescaleIntercept, ds.RescaleSlope = _ds(intercepts[k]), _ds(slopes[k])
-        pixels = (pixels & 0xFFFF).astype(np.uint16).view(encoding.dtype)
         _write_dataset(files[k], ds, pixels, encoding.transfer_syntax, file_meta=encoding.file_meta)
 
     return WrittenSeries(
@@ -623,12 +616,14 @@ def _with_flat_options(
     if formation is not None:
         if head is not None:
             raise TypeError("give the head once: head= or image_formation=, not both")
-        if simple.get("noise_sd") or simple.get("markers"):
-            raise ValueError("image_formation sets the noise and has no markers: leave noise=0 and markers=()")
         head = formation
+    if isinstance(head, ImageFormation):
+        if simple.get("noise_sd") or simple.get("markers"):
+            raise ValueError(
+                "the realistic head (ImageFormation) sets its own noise and has no markers: "
+                "leave noise=0 and markers=(), or image the simple head (EllipsoidHead)"
+            )
     elif simple:
-        if isinstance(head, ImageFormation):
-            raise ValueError("noise=, markers= and marker_radius= belong to the simple head, not to ImageFormation")
         head = replace(head or EllipsoidHead(), **simple)
     return (
         head or EllipsoidHead(),
@@ -773,6 +768,10 @@ def write_localizer(
     -------
     WrittenSeries
         With a single file; `slice_positions` holds the plane position.
+
+    See Also
+    --------
+    write_study : writes a localizer beside the axial series.
 
     Examples
     --------
@@ -951,6 +950,11 @@ def write_study(
     list of WrittenSeries
         The image series in the order written, then the localizer.
 
+    See Also
+    --------
+    write_series : one series.
+    ctexplore.sample_study : the default study, cached.
+
     Examples
     --------
     >>> import tempfile
@@ -1018,6 +1022,10 @@ def write_enhanced_series(
     -------
     WrittenSeries
         ``files`` holds the one file.
+
+    See Also
+    --------
+    write_series : the same pixels as one file per slice.
 
     Examples
     --------

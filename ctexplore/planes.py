@@ -8,7 +8,10 @@ Display conventions (radiological, as a reading room shows them):
 - coronal: superior at the top, patient right on the image left;
 - sagittal: superior at the top, anterior on the image left.
 
-The plane names are patient directions, not array axes: for an ordinary axial
+Patient directions follow DICOM's patient coordinate system (LPS: x to the
+patient's left, y posterior, z towards the head; PS3.3 C.7.6.2.1.1), and an
+array axis's direction is read from the affine built from (0020,0037) *Image
+Orientation (Patient)*. The plane names are patient directions, not array axes: for an ordinary axial
 series (``hu[slice, row, col]`` with rows stepping to posterior and columns to
 the patient's left, LPS) the axial plane is ``hu[k]`` unchanged, the coronal
 plane is ``hu[:, r, :]`` and the sagittal plane ``hu[:, :, c]``, both flipped

@@ -162,6 +162,10 @@ def affine_spacing(affine: np.ndarray) -> tuple[float, float, float]:
         affine the first value is ``|s| cos(tilt)``, not the length of the
         stacking vector ``s``.
 
+    See Also
+    --------
+    affine_normal : the slice normal of the same affine.
+
     Examples
     --------
     >>> import numpy as np
@@ -184,6 +188,10 @@ def affine_tilt(affine: np.ndarray) -> float:
 
     This is the gantry tilt measured from geometry; ``0.0`` for an orthogonal
     grid. (0018,1120) *Gantry/Detector Tilt* is nominal and is never used.
+
+    See Also
+    --------
+    ctexplore.correct_tilt : resamples a tilted volume onto an orthogonal grid.
 
     Examples
     --------

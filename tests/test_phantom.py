@@ -197,8 +197,10 @@ class TestOptionObjects:
     def test_the_head_is_given_once(self, tmp_path):
         with pytest.raises(TypeError, match="head= or image_formation="):
             write_series(tmp_path, head=EllipsoidHead(), image_formation=ImageFormation())
-        with pytest.raises(ValueError, match="simple head"):
+        with pytest.raises(ValueError, match="sets its own noise"):
             write_series(tmp_path, head=ImageFormation(), noise=3.0)
+        with pytest.raises(ValueError, match="has no markers"):
+            write_series(tmp_path, image_formation=ImageFormation(), markers=[(0, 0, 0)])
 
     def test_option_objects_check_their_values_when_made(self):
         with pytest.raises(ValueError, match="bits_stored must be 8..16"):
