@@ -972,7 +972,7 @@ def cell_text(cell: dict[str, Any], case: Case) -> str:
     found = cell["series_found"]
     wanted = cell["references"]
     parts = [
-        f"{SYMBOL[grade_name]} {found} file{'s' if found != 1 else ''}"
+        f"{SYMBOL[grade_name]} {found} volume{'s' if found != 1 else ''}"
         + (f" for {wanted} series" if wanted > 1 else ""),
         f"geometry {_number(cell['geometry_mm'], 'mm')}",
     ]
