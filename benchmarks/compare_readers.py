@@ -1211,7 +1211,8 @@ def _summary_text(cell: dict[str, Any], name: str, case: Case) -> str:
         return f"{geometry:.1f} mm"
     if cell["modes"] != ["same voxels"]:
         return "resampled"
-    return f"{cell['hu_error']:.2g} HU"
+    hu = cell["hu_error"]
+    return f"{hu:.1f} HU" if hu < 10 else f"{hu:.0f} HU"
 
 
 def plot_summary(cases: list[Case], cells: dict[tuple[str, str], dict[str, Any]], path: Path) -> None:
