@@ -69,6 +69,8 @@ html_theme_options = {
     "show_toc_level": 2,
 }
 html_static_path: list[str] = []
+# the reader comparison is one wide table: no navigation column beside it
+html_sidebars = {"comparison": []}
 
 # Tutorial outputs contain widget state and matplotlib figures; nothing to warn about.
 suppress_warnings = ["mystnb.unknown_mime_type"]
