@@ -112,6 +112,14 @@ def run_executor(root: Path, workers: int) -> dict[str, float]:
     }
 
 
+def _share(value: float) -> str:
+    return "-" if value != value else f"{value:.0%}"  # NaN: not measured for the plain executor
+
+
+def _mib(value: float) -> str:
+    return "-" if value != value else f"{value:.0f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=40)
@@ -143,7 +151,7 @@ def main() -> None:
         print(
             f"{name:22s} {workers:7d} {row['scan_s']:7.1f} {row['process_s']:10.1f} {row['total_s']:8.1f} "
             f"{row['series'] / row['process_s']:9.2f} {base['process_s'] / row['process_s']:16.2f}x "
-            f"{base['total_s'] / row['total_s']:14.2f}x {row['busy']:12.0%} {row['peak_rss_mib_max']:20.0f}"
+            f"{base['total_s'] / row['total_s']:14.2f}x {_share(row['busy']):>13s} {_mib(row['peak_rss_mib_max']):>20s}"
         )
     print(
         "speed-ups are over ctexplore with 1 worker; workers busy: the time spent inside series over workers x "
