@@ -82,7 +82,7 @@ def _worker_main(connection: Connection, function: Callable[[Any], Any], threads
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_terminate)
     limit_threads(threads)
-    for module in warm:  # imported once per worker, before the first task, while the parent still scans
+    for module in warm:  # already loaded when forked from the fork server; imported here under spawn
         importlib.import_module(module)
     connection.send(_READY)
     while True:
@@ -100,8 +100,8 @@ class WorkerPool:
 
     Creating the pool starts the fork server, which imports `warm` while the
     caller goes on (e.g. scans headers); the workers, forked from it at the
-    first `submit`, start warm in milliseconds. Each worker limits its `ctexplore._threads.in_threads` calls to its
-    share of the cores. `results` yields ``(task, outcome)`` in completion
+    first `submit`, start warm in milliseconds. Each worker limits its
+    `ctexplore._threads.in_threads` calls to its share of the cores. `results` yields ``(task, outcome)`` in completion
     order, where `outcome` is what `function` returned or a `WorkerDied`;
     tasks may be submitted while iterating. `function` must catch its own
     errors: one that raises kills its worker and is reported as `WorkerDied`.
@@ -122,11 +122,6 @@ class WorkerPool:
             from multiprocessing import forkserver
 
             forkserver.ensure_running()  # returns at once; the server imports `warm` while the caller goes on
-
-    @property
-    def pids(self) -> list[int]:
-        """Process ids of the live workers."""
-        return [w.process.pid for w in self._workers if w.process.pid is not None]
 
     def _start(self) -> _Worker:
         parent, child = self._context.Pipe()
