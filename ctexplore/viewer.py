@@ -554,7 +554,9 @@ if anywidget is not None:
             if content.get("type") == "ping":
                 self.send({"type": "pong"})
             elif content.get("type") == "request_volume":
-                self._send_volume()
+                self._send_volume(rest=False)
+            elif content.get("type") == "request_rest":  # sent once the page has painted the three planes
+                self._send_volume(rest=True)
             elif content.get("type") == "request_full":
                 self.show_full_resolution()
             elif content.get("type") == "request_preview":
@@ -590,14 +592,14 @@ if anywidget is not None:
             with self.hold_sync():
                 self._meta = _viewer_meta(shown, tuple(initial), note, resolution)
                 self.crosshair = [int(i) for i in index]
-            self._send_volume()
+            self._send_volume(rest=False)
 
         def _volume_messages(self) -> list[tuple[dict[str, Any], list[memoryview]]]:
             """The volume as custom messages: the three planes through the crosshair, then slabs of slices.
 
             The page paints the first message at once (the first picture does not
-            wait for the whole volume) and fills the slabs into one preallocated
-            array. Slab buffers are views of the arrays, not copies.
+            wait for the whole volume), then asks for the slabs and fills them into
+            one preallocated array. Slab buffers are views of the arrays, not copies.
             """
             layers = [self.volume.hu]
             padding = self.volume.padding is not None and bool(self.volume.padding.any())
@@ -625,8 +627,10 @@ if anywidget is not None:
                 messages.append((chunk, [_buffer(layer[first : first + count]) for layer in layers]))
             return messages
 
-        def _send_volume(self) -> None:
-            for message, buffers in self._volume_messages():
+        def _send_volume(self, rest: bool) -> None:
+            # the planes alone first: 128 MiB of slabs queued behind them would delay the first picture
+            messages = self._volume_messages()
+            for message, buffers in messages[1:] if rest else messages[:1]:
                 self.send(message, buffers)
 
         # --- pictures without a kernel --------------------------------------------------

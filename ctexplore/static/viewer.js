@@ -629,6 +629,7 @@ export function createViewer(model, root) {
         strides, loaded: 0, complete: false,
       };
       root.dataset.volumeBytes = buffers.reduce((total, b) => total + b.byteLength, 0);
+      root.dataset.planesReceivedMs = performance.now().toFixed(2);
       const [k, j, i] = message.crosshair;
       volumeLayers().forEach((layer, L) => {
         copyInto(layer, buffers[3 * L], k * strides[0]);
@@ -646,6 +647,7 @@ export function createViewer(model, root) {
       });
       showVolume();
       banner.style.display = ""; banner.textContent = "loading the volume into the page: 0 %";
+      requestAnimationFrame(() => model.send({ type: "request_rest" }));  // after the first picture is up
     } else if (message.type === "volume_chunk" && vol && !vol.complete) {
       volumeLayers().forEach((layer, L) => copyInto(layer, buffers[L], message.first * strides[0]));
       vol.loaded += message.count;
