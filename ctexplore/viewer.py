@@ -362,7 +362,7 @@ def full_resolution_slab(volume: Volume, slice_index: int, limit: int = FULL_RES
     first = int(np.clip(slice_index - count // 2, 0, volume.shape[0] - count))
     cut = slice(first, first + count)
     affine = volume.affine.copy()
-    affine[:3, 3] = volume.index_to_world([first, 0, 0])
+    affine[:3, 3] = volume.index_to_world(np.array([first, 0, 0]))
     padding = None if volume.padding is None else volume.padding[cut]
     slab, note = display_volume(volume.with_hu(volume.hu[cut], affine, padding=padding), limit=2**62)
     where = f"full resolution: stored slices {first}-{first + count - 1} of {volume.shape[0]} (the slab around the crosshair)"
@@ -459,7 +459,7 @@ try:  # the widget needs anywidget; the functions above do not
     import anywidget
     import traitlets
 except ImportError:  # pragma: no cover
-    anywidget = None
+    anywidget = None  # type: ignore[assignment]
 
 
 if anywidget is not None:
@@ -538,7 +538,8 @@ if anywidget is not None:
         def state(self) -> ViewerState:
             """The main plane's slice, window and crosshair as a :class:`ViewerState`."""
             geometry = plane_geometry(self.volume, self.plane)
-            row, col = display_pixel(geometry, self.volume.shape, tuple(self.crosshair))
+            k, j, i = self.crosshair
+            row, col = display_pixel(geometry, self.volume.shape, (k, j, i))
             return ViewerState(
                 self.plane,
                 self.crosshair[geometry.slice_axis],
@@ -569,10 +570,10 @@ if anywidget is not None:
             full-resolution slab of :func:`full_resolution_slab`, centred on the
             crosshair; :meth:`show_preview` goes back to the whole volume.
             """
-            world = self.volume.index_to_world(self.crosshair)
+            world = self.volume.index_to_world(np.asarray(self.crosshair))
             centre = int(np.clip(np.rint(self._source.world_to_index(world)[0]), 0, self._source.shape[0] - 1))
             slab, note = full_resolution_slab(self._source, centre, self._max_bytes)
-            first = int(np.rint(self._source.world_to_index(slab.index_to_world([0, 0, 0]))[0]))
+            first = int(np.rint(self._source.world_to_index(slab.index_to_world(np.zeros(3)))[0]))
             overlays = [(name, array[first : first + slab.shape[0]]) for name, array in self._source_overlays]
             self._switch_grid(slab, note, overlays, "slab", world)
 
@@ -585,7 +586,7 @@ if anywidget is not None:
             self, shown: Volume, note: str, overlays: list[tuple[str, np.ndarray]], resolution: str, world: Any
         ) -> None:
             if world is None:
-                world = self.volume.index_to_world(self.crosshair)
+                world = self.volume.index_to_world(np.asarray(self.crosshair))
             index = np.clip(np.rint(shown.world_to_index(world)), 0, np.asarray(shown.shape) - 1).astype(int)
             self.volume, self.overlays = shown, overlays
             initial = self._meta["initial_window"]
@@ -602,9 +603,10 @@ if anywidget is not None:
             one preallocated array. Slab buffers are views of the arrays, not copies.
             """
             layers = [self.volume.hu]
-            padding = self.volume.padding is not None and bool(self.volume.padding.any())
-            if padding:
-                layers.append(_as_uint8(self.volume.padding))
+            mask = self.volume.padding
+            padding = mask is not None and bool(mask.any())
+            if mask is not None and padding:
+                layers.append(_as_uint8(mask))
             overlays = []
             for i, (name, array) in enumerate(self.overlays):
                 layers.append(_as_uint8(array))
@@ -670,6 +672,8 @@ if anywidget is not None:
             self._static_handle = display(self._static_bundle(), raw=True, display_id=True)
             bundle = super()._repr_mimebundle_(**kwargs)
             data = bundle[0] if isinstance(bundle, tuple) else bundle  # anywidget adds metadata
+            if data is None:  # pragma: no cover - a widget without a view
+                return bundle
             # JupyterLab shows this text where the widget's model is gone (a reopened notebook)
             data["text/plain"] = (
                 "ctexplore viewer: live only while its kernel runs; the picture above is its static copy. "
@@ -690,7 +694,7 @@ if anywidget is not None:
                 overlays=dict(self.overlays) or None,
                 window=(self.center, self.width),
                 max_bytes=max_bytes,
-                crosshair=tuple(self.crosshair),
+                crosshair=(self.crosshair[0], self.crosshair[1], self.crosshair[2]),
             )
 
 

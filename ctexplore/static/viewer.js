@@ -152,7 +152,8 @@ export function createViewer(model, root) {
     const main = model.get("plane");
     const width = Math.max(200, (root.clientWidth || 600) - side.offsetWidth - 16);
     const shown = one ? [main] : ["axial", "coronal", "sagittal"];
-    const perPanel = one ? width : Math.max(180, Math.floor(width / 3) - 8);
+    const gap = 6;  // .ctv-panels gap: three panels and two gaps fit the width, no wrapping
+    const perPanel = one ? width : Math.max(120, Math.floor((width - 2 * gap) / 3) - 1);
     for (const plane of ["axial", "coronal", "sagittal"]) {
       const p = panels[plane];
       p.panel.style.display = shown.includes(plane) ? "" : "none";
@@ -165,6 +166,7 @@ export function createViewer(model, root) {
       p.cssW = Math.round(cssW); p.cssH = Math.round(cssH);
       const ratio = window.devicePixelRatio || 1;
       p.canvas.style.width = `${p.cssW}px`; p.canvas.style.height = `${p.cssH}px`;
+      p.panel.style.width = `${p.cssW}px`;  // the slice label wraps inside its panel
       p.canvas.width = Math.round(p.cssW * ratio); p.canvas.height = Math.round(p.cssH * ratio);
       p.mmPerCss = wmm / p.cssW;
     }
