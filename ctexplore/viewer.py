@@ -1,10 +1,20 @@
-"""Browse a CT volume slice by slice in Jupyter: ipywidgets on top of plain, testable functions.
+"""Browse a CT volume in the notebook: an in-browser viewer (anywidget) on top of plain, testable functions.
 
-The widget only wires controls to the functions below. A slider step
-cuts one plane out of the array (a view), windows it to uint8, overlays the
-mask, encodes a PNG and replaces the bytes of one ``ipywidgets.Image``: no
-figure is re-created, nothing needs ipympl, and it costs a few milliseconds
-per 512 x 512 slice (``python benchmarks/bench_viewer.py``).
+:func:`view` sends the volume to the page once, as int16 binary buffers (the three
+planes through the crosshair first, so the first picture does not wait for the
+rest); slicing, windowing, zoom, read-outs and measurements then run in the page
+(``static/viewer.js``, canvas 2D, no CDN). The state a notebook or a test needs
+(crosshair, plane, window, measurements) is synced traitlets. The functions here
+(:func:`render_slice`, :func:`hu_at`, :func:`readout_text`, :func:`display_volume`,
+:func:`full_resolution_slab`) are what the page does, written once in Python, and
+give the static picture saved with the notebook. :func:`save_viewer_html` writes
+the same viewer and the volume into one file that needs neither Python nor a
+network. Speed: ``python benchmarks/bench_viewer_browser.py``.
+
+anywidget was chosen over ipyniivue (niivue) because the viewer must know CT:
+Hounsfield units and windows, padding, the radiological convention by default,
+and millimetre read-outs; niivue's WebGL renderer is built for MRI/NIfTI and
+shows none of these, and also needs WebGL, which a GPU-less browser emulates slowly.
 """
 
 from __future__ import annotations
