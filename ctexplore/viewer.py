@@ -662,7 +662,7 @@ if anywidget is not None:
                 fontsize=8,
             )
             buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+            figure.savefig(buffer, format="png", dpi=dpi)  # constrained layout: "tight" would render twice
             plt.close(figure)
             return buffer.getvalue()
 

@@ -381,8 +381,9 @@ export function createViewer(model, root) {
   function step(plane, n) {
     const g = geom(plane), v = model.get("crosshair").slice();
     v[g.slice_axis] += n;
-    // only this plane changes picture; the others move their crosshair line
-    setCrosshair(v, ["axial", "coronal", "sagittal"]);
+    // only this plane changes picture, painted now; the others just move their crosshair line, next frame
+    setCrosshair(v, [plane]);
+    for (const other of ["axial", "coronal", "sagittal"]) if (other !== plane) requestPaint(other);
   }
   function setWindow(center, width, name) {
     setLocal("center", center); setLocal("width", Math.max(1, width)); setLocal("window_name", name);
