@@ -483,7 +483,10 @@ if anywidget is not None:
         ``center``/``width``/``window_name``, ``convention``, ``opacity``,
         ``overlay_visible`` and ``measurements`` (made in the page).
         The volume itself is never synced state: the page asks for it once by
-        a custom message and gets it as binary buffers.
+        a custom message and gets it as binary buffers. For a volume over
+        ``max_bytes`` (a thinned preview), :meth:`show_full_resolution` sends
+        the full-resolution slab around the crosshair and :meth:`show_preview`
+        goes back; the page's button does the same.
         """
 
         _esm = _STATIC_DIR / "viewer.js"
@@ -861,6 +864,18 @@ def view(
     ArrowUp/ArrowDown one slice, PageUp/PageDown ten, 1-6 window presets,
     +/- zoom, r reset. The tool menu switches clicks to line (mm) and box or
     ellipse (mean, SD, min, max HU, area) measurements.
+
+    Loading: the page gets the three planes through the crosshair first and
+    paints them (window changes work at once), then the rest of the volume in
+    16 MiB slabs; scrolling and clicks start when all slices are in.
+
+    Without a kernel: the output also holds a static PNG of the three planes
+    with plane, slice, window and orientation letters, which nbconvert HTML and
+    GitHub show. A notebook reopened in JupyterLab 4 shows that picture and,
+    in place of the widget whose model is gone, a line saying so (measured
+    in ``tests/test_viewer_browser.py``). Call :meth:`CTViewer.update_static`
+    to redraw the picture from the current state. A viewer whose kernel stops
+    answering keeps browsing in the page and says that Python no longer sees it.
 
     Examples
     --------
