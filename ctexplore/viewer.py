@@ -1,10 +1,20 @@
-"""Browse a CT volume slice by slice in Jupyter: ipywidgets on top of plain, testable functions.
+"""Browse a CT volume in the notebook: an in-browser viewer (anywidget) on top of plain, testable functions.
 
-The widget only wires controls to the functions below. A slider step
-cuts one plane out of the array (a view), windows it to uint8, overlays the
-mask, encodes a PNG and replaces the bytes of one ``ipywidgets.Image``: no
-figure is re-created, nothing needs ipympl, and it costs a few milliseconds
-per 512 x 512 slice (``python benchmarks/bench_viewer.py``).
+:func:`view` sends the volume to the page once, as int16 binary buffers (the three
+planes through the crosshair first, so the first picture does not wait for the
+rest); slicing, windowing, zoom, read-outs and measurements then run in the page
+(``static/viewer.js``, canvas 2D, no CDN). The state a notebook or a test needs
+(crosshair, plane, window, measurements) is synced traitlets. The functions here
+(:func:`render_slice`, :func:`hu_at`, :func:`readout_text`, :func:`display_volume`,
+:func:`full_resolution_slab`) are what the page does, written once in Python, and
+give the static picture saved with the notebook. :func:`save_viewer_html` writes
+the same viewer and the volume into one file that needs neither Python nor a
+network. Speed: ``python benchmarks/bench_viewer_browser.py``.
+
+anywidget was chosen over ipyniivue (niivue) because the viewer must know CT:
+Hounsfield units and windows, padding, the radiological convention by default,
+and millimetre read-outs; niivue's WebGL renderer is built for MRI/NIfTI and
+shows none of these, and also needs WebGL, which a GPU-less browser emulates slowly.
 """
 
 from __future__ import annotations
@@ -362,7 +372,7 @@ def full_resolution_slab(volume: Volume, slice_index: int, limit: int = FULL_RES
     first = int(np.clip(slice_index - count // 2, 0, volume.shape[0] - count))
     cut = slice(first, first + count)
     affine = volume.affine.copy()
-    affine[:3, 3] = volume.index_to_world([first, 0, 0])
+    affine[:3, 3] = volume.index_to_world(np.array([first, 0, 0]))
     padding = None if volume.padding is None else volume.padding[cut]
     slab, note = display_volume(volume.with_hu(volume.hu[cut], affine, padding=padding), limit=2**62)
     where = f"full resolution: stored slices {first}-{first + count - 1} of {volume.shape[0]} (the slab around the crosshair)"
@@ -459,7 +469,7 @@ try:  # the widget needs anywidget; the functions above do not
     import anywidget
     import traitlets
 except ImportError:  # pragma: no cover
-    anywidget = None
+    anywidget = None  # type: ignore[assignment]
 
 
 if anywidget is not None:
@@ -473,7 +483,10 @@ if anywidget is not None:
         ``center``/``width``/``window_name``, ``convention``, ``opacity``,
         ``overlay_visible`` and ``measurements`` (made in the page).
         The volume itself is never synced state: the page asks for it once by
-        a custom message and gets it as binary buffers.
+        a custom message and gets it as binary buffers. For a volume over
+        ``max_bytes`` (a thinned preview), :meth:`show_full_resolution` sends
+        the full-resolution slab around the crosshair and :meth:`show_preview`
+        goes back; the page's button does the same.
         """
 
         _esm = _STATIC_DIR / "viewer.js"
@@ -538,7 +551,8 @@ if anywidget is not None:
         def state(self) -> ViewerState:
             """The main plane's slice, window and crosshair as a :class:`ViewerState`."""
             geometry = plane_geometry(self.volume, self.plane)
-            row, col = display_pixel(geometry, self.volume.shape, tuple(self.crosshair))
+            k, j, i = self.crosshair
+            row, col = display_pixel(geometry, self.volume.shape, (k, j, i))
             return ViewerState(
                 self.plane,
                 self.crosshair[geometry.slice_axis],
@@ -554,7 +568,9 @@ if anywidget is not None:
             if content.get("type") == "ping":
                 self.send({"type": "pong"})
             elif content.get("type") == "request_volume":
-                self._send_volume()
+                self._send_volume(rest=False)
+            elif content.get("type") == "request_rest":  # sent once the page has painted the three planes
+                self._send_volume(rest=True)
             elif content.get("type") == "request_full":
                 self.show_full_resolution()
             elif content.get("type") == "request_preview":
@@ -567,10 +583,10 @@ if anywidget is not None:
             full-resolution slab of :func:`full_resolution_slab`, centred on the
             crosshair; :meth:`show_preview` goes back to the whole volume.
             """
-            world = self.volume.index_to_world(self.crosshair)
+            world = self.volume.index_to_world(np.asarray(self.crosshair))
             centre = int(np.clip(np.rint(self._source.world_to_index(world)[0]), 0, self._source.shape[0] - 1))
             slab, note = full_resolution_slab(self._source, centre, self._max_bytes)
-            first = int(np.rint(self._source.world_to_index(slab.index_to_world([0, 0, 0]))[0]))
+            first = int(np.rint(self._source.world_to_index(slab.index_to_world(np.zeros(3)))[0]))
             overlays = [(name, array[first : first + slab.shape[0]]) for name, array in self._source_overlays]
             self._switch_grid(slab, note, overlays, "slab", world)
 
@@ -583,26 +599,27 @@ if anywidget is not None:
             self, shown: Volume, note: str, overlays: list[tuple[str, np.ndarray]], resolution: str, world: Any
         ) -> None:
             if world is None:
-                world = self.volume.index_to_world(self.crosshair)
+                world = self.volume.index_to_world(np.asarray(self.crosshair))
             index = np.clip(np.rint(shown.world_to_index(world)), 0, np.asarray(shown.shape) - 1).astype(int)
             self.volume, self.overlays = shown, overlays
             initial = self._meta["initial_window"]
             with self.hold_sync():
                 self._meta = _viewer_meta(shown, tuple(initial), note, resolution)
                 self.crosshair = [int(i) for i in index]
-            self._send_volume()
+            self._send_volume(rest=False)
 
         def _volume_messages(self) -> list[tuple[dict[str, Any], list[memoryview]]]:
             """The volume as custom messages: the three planes through the crosshair, then slabs of slices.
 
             The page paints the first message at once (the first picture does not
-            wait for the whole volume) and fills the slabs into one preallocated
-            array. Slab buffers are views of the arrays, not copies.
+            wait for the whole volume), then asks for the slabs and fills them into
+            one preallocated array. Slab buffers are views of the arrays, not copies.
             """
             layers = [self.volume.hu]
-            padding = self.volume.padding is not None and bool(self.volume.padding.any())
-            if padding:
-                layers.append(_as_uint8(self.volume.padding))
+            mask = self.volume.padding
+            padding = mask is not None and bool(mask.any())
+            if mask is not None and padding:
+                layers.append(_as_uint8(mask))
             overlays = []
             for i, (name, array) in enumerate(self.overlays):
                 layers.append(_as_uint8(array))
@@ -625,8 +642,10 @@ if anywidget is not None:
                 messages.append((chunk, [_buffer(layer[first : first + count]) for layer in layers]))
             return messages
 
-        def _send_volume(self) -> None:
-            for message, buffers in self._volume_messages():
+        def _send_volume(self, rest: bool) -> None:
+            # the planes alone first: 128 MiB of slabs queued behind them would delay the first picture
+            messages = self._volume_messages()
+            for message, buffers in messages[1:] if rest else messages[:1]:
                 self.send(message, buffers)
 
         # --- pictures without a kernel --------------------------------------------------
@@ -646,7 +665,7 @@ if anywidget is not None:
                 fontsize=8,
             )
             buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+            figure.savefig(buffer, format="png", dpi=dpi)  # constrained layout: "tight" would render twice
             plt.close(figure)
             return buffer.getvalue()
 
@@ -666,6 +685,8 @@ if anywidget is not None:
             self._static_handle = display(self._static_bundle(), raw=True, display_id=True)
             bundle = super()._repr_mimebundle_(**kwargs)
             data = bundle[0] if isinstance(bundle, tuple) else bundle  # anywidget adds metadata
+            if data is None:  # pragma: no cover - a widget without a view
+                return bundle
             # JupyterLab shows this text where the widget's model is gone (a reopened notebook)
             data["text/plain"] = (
                 "ctexplore viewer: live only while its kernel runs; the picture above is its static copy. "
@@ -686,7 +707,7 @@ if anywidget is not None:
                 overlays=dict(self.overlays) or None,
                 window=(self.center, self.width),
                 max_bytes=max_bytes,
-                crosshair=tuple(self.crosshair),
+                crosshair=(self.crosshair[0], self.crosshair[1], self.crosshair[2]),
             )
 
 
@@ -843,6 +864,18 @@ def view(
     ArrowUp/ArrowDown one slice, PageUp/PageDown ten, 1-6 window presets,
     +/- zoom, r reset. The tool menu switches clicks to line (mm) and box or
     ellipse (mean, SD, min, max HU, area) measurements.
+
+    Loading: the page gets the three planes through the crosshair first and
+    paints them (window changes work at once), then the rest of the volume in
+    16 MiB slabs; scrolling and clicks start when all slices are in.
+
+    Without a kernel: the output also holds a static PNG of the three planes
+    with plane, slice, window and orientation letters, which nbconvert HTML and
+    GitHub show. A notebook reopened in JupyterLab 4 shows that picture and,
+    in place of the widget whose model is gone, a line saying so (measured
+    in ``tests/test_viewer_browser.py``). Call :meth:`CTViewer.update_static`
+    to redraw the picture from the current state. A viewer whose kernel stops
+    answering keeps browsing in the page and says that Python no longer sees it.
 
     Examples
     --------

@@ -254,6 +254,8 @@ class TestFullResolutionOnDemand:
         viewer._on_message(viewer, {"type": "request_full"}, [])
         assert viewer._meta["resolution"] == "slab"
         assert viewer._meta["note"].startswith("full resolution: stored slices ")
+        assert [m["type"] for m, _ in sent] == ["volume_start"]  # the page then asks for the rest
+        viewer._on_message(viewer, {"type": "request_rest"}, [])
         assert [m["type"] for m, _ in sent] == ["volume_start", "volume_chunk"]
         buffers = sent[1][1]
         assert viewer.volume.shape == (8, 96, 80)
@@ -270,6 +272,7 @@ class TestFullResolutionOnDemand:
 
         viewer._on_message(viewer, {"type": "request_preview"}, [])
         assert viewer._meta["resolution"] == "preview" and viewer.volume.shape == (24, 48, 40)
+        viewer._on_message(viewer, {"type": "request_rest"}, [])
         assert bytes(sent[-1][1][0]) == viewer.volume.hu.tobytes()
 
     def test_small_volume_is_full_resolution_and_needs_no_button(self, head):

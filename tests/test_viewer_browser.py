@@ -491,6 +491,7 @@ def test_readme_picture_of_the_sample_study(browser: Any, tmp_path: Path) -> Non
         page = new_page(browser, 1100, 900)
         try:
             open_and_run(page, url + "lab/tree/sample.ipynb")
+            page.evaluate("() => window.jupyterapp.commands.execute('application:toggle-left-area')")
             viewer = page.locator(".ctexplore-viewer[data-ready=true]")
             viewer.wait_for(state="visible")
             box = viewer.locator(".ctv-axial canvas").bounding_box()

@@ -62,3 +62,46 @@ def test_saved_html_browses_with_wheel_keys_and_click_offline(tmp_path: Path) ->
             page.screenshot(path=str(REPO / "artifacts" / "viewer_standalone.png"))
         finally:
             browser.close()
+
+
+def test_nbconvert_html_of_an_executed_notebook_shows_the_picture_offline(tmp_path: Path) -> None:
+    """The contract: ``jupyter nbconvert --to html`` of an executed ``ct.view`` notebook, opened with no
+    network, shows an ``<img>`` of the scan (>= 256 px on its longer side) in that output."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    nbclient = pytest.importorskip("nbclient")
+    nbconvert = pytest.importorskip("nbconvert")
+    import nbformat
+
+    source = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(REPO / 'tests')!r})\n"
+        "from synthetic_volumes import synthetic_head\n"
+        "import ctexplore as ct\n"
+        "vol = synthetic_head((40, 160, 160), (5.0, 1.3, 1.3))\n"
+        "ct.view(vol, index=24)"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    # what --execute does: widget state saved, so nbconvert renders the widget view of the output
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3", store_widget_state=True).execute()
+    assert "application/vnd.jupyter.widget-state+json" in notebook.metadata.get("widgets", {})
+    html, _ = nbconvert.HTMLExporter().from_notebook_node(notebook)
+    path = tmp_path / "executed.html"
+    path.write_text(html, encoding="utf-8")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.route(
+                "**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort()
+            )
+            page.goto(path.as_uri())
+            picture = page.locator("img[alt^='ctexplore viewer']")
+            picture.wait_for(state="visible", timeout=15_000)
+            size = page.evaluate("(img) => [img.naturalWidth, img.naturalHeight]", picture.element_handle())
+            assert max(size) >= 256, size
+            assert "axial 24/39" in picture.get_attribute("alt")  # plane, slice and window go with it
+            page.screenshot(path=str(tmp_path / "offline.png"))
+        finally:
+            browser.close()

@@ -152,7 +152,8 @@ export function createViewer(model, root) {
     const main = model.get("plane");
     const width = Math.max(200, (root.clientWidth || 600) - side.offsetWidth - 16);
     const shown = one ? [main] : ["axial", "coronal", "sagittal"];
-    const perPanel = one ? width : Math.max(180, Math.floor(width / 3) - 8);
+    const gap = 6;  // .ctv-panels gap: three panels and two gaps fit the width, no wrapping
+    const perPanel = one ? width : Math.max(120, Math.floor((width - 2 * gap) / 3) - 1);
     for (const plane of ["axial", "coronal", "sagittal"]) {
       const p = panels[plane];
       p.panel.style.display = shown.includes(plane) ? "" : "none";
@@ -165,6 +166,7 @@ export function createViewer(model, root) {
       p.cssW = Math.round(cssW); p.cssH = Math.round(cssH);
       const ratio = window.devicePixelRatio || 1;
       p.canvas.style.width = `${p.cssW}px`; p.canvas.style.height = `${p.cssH}px`;
+      p.panel.style.width = `${p.cssW}px`;  // the slice label wraps inside its panel
       p.canvas.width = Math.round(p.cssW * ratio); p.canvas.height = Math.round(p.cssH * ratio);
       p.mmPerCss = wmm / p.cssW;
     }
@@ -379,8 +381,9 @@ export function createViewer(model, root) {
   function step(plane, n) {
     const g = geom(plane), v = model.get("crosshair").slice();
     v[g.slice_axis] += n;
-    // only this plane changes picture; the others move their crosshair line
-    setCrosshair(v, ["axial", "coronal", "sagittal"]);
+    // only this plane changes picture, painted now; the others just move their crosshair line, next frame
+    setCrosshair(v, [plane]);
+    for (const other of ["axial", "coronal", "sagittal"]) if (other !== plane) requestPaint(other);
   }
   function setWindow(center, width, name) {
     setLocal("center", center); setLocal("width", Math.max(1, width)); setLocal("window_name", name);
@@ -629,6 +632,7 @@ export function createViewer(model, root) {
         strides, loaded: 0, complete: false,
       };
       root.dataset.volumeBytes = buffers.reduce((total, b) => total + b.byteLength, 0);
+      root.dataset.planesReceivedMs = performance.now().toFixed(2);
       const [k, j, i] = message.crosshair;
       volumeLayers().forEach((layer, L) => {
         copyInto(layer, buffers[3 * L], k * strides[0]);
@@ -646,6 +650,7 @@ export function createViewer(model, root) {
       });
       showVolume();
       banner.style.display = ""; banner.textContent = "loading the volume into the page: 0 %";
+      requestAnimationFrame(() => model.send({ type: "request_rest" }));  // after the first picture is up
     } else if (message.type === "volume_chunk" && vol && !vol.complete) {
       volumeLayers().forEach((layer, L) => copyInto(layer, buffers[L], message.first * strides[0]));
       vol.loaded += message.count;
