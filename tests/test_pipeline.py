@@ -335,48 +335,6 @@ class TestSafety:
         run(dataset, tmp_path)
         assert not stale.exists()
 
-    def test_ctrl_c_propagates_and_the_manifest_records_what_finished(self, dataset, tmp_path, monkeypatch):
-        import ctexplore.reader
-
-        real_load = ctexplore.reader.load_series
-        calls = []
-
-        def load_then_interrupt(*args, **kwargs):
-            calls.append(1)
-            if len(calls) == 2:
-                raise KeyboardInterrupt
-            return real_load(*args, **kwargs)
-
-        monkeypatch.setattr(ctexplore.reader, "load_series", load_then_interrupt)
-        with pytest.raises(KeyboardInterrupt):
-            run(dataset, tmp_path)
-        statuses = sorted(
-            (row["status"], row["reason"][:7]) for row in read_manifest(tmp_path).values() if row["status"] != "skipped"
-        )
-        assert statuses == [("failed", "not run"), ("failed", "not run"), ("ok", "")]
-        assert not [p for p in tmp_path.rglob(".*") if p.is_file()]
-
-    def test_a_nifti_image_rewritten_without_its_sidecar_is_not_taken_as_done(self, dataset, tmp_path, monkeypatch):
-        import ctexplore.export
-
-        first = PreprocessOptions(spacing=(4.0, 4.0, 4.0), format="nifti")
-        second = PreprocessOptions(spacing=(6.0, 6.0, 6.0), format="nifti")
-        run(dataset, tmp_path, options=first, rule="description:thin")
-        output = tmp_path / read_manifest(tmp_path)["CT THIN"]["output"]
-
-        def interrupt(*args, **kwargs):  # Ctrl-C after the new image, before its sidecar
-            raise KeyboardInterrupt
-
-        monkeypatch.setattr(ctexplore.export, "json_safe", interrupt)
-        with pytest.raises(KeyboardInterrupt):
-            run(dataset, tmp_path, options=second, rule="description:thin")
-        monkeypatch.undo()
-        run(dataset, tmp_path, options=first, rule="description:thin")
-        assert read_manifest(tmp_path)["CT THIN"]["reason"] == ""  # redone, not "already done"
-        import nibabel
-
-        assert nibabel.load(output).header.get_zooms() == pytest.approx((4.0, 4.0, 4.0))
-
 
 # ---------------------------------------------------------------------------- model inputs
 
