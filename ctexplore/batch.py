@@ -219,9 +219,9 @@ class Summary:
         if self.already_done:
             extras.append(f"{self.already_done} already done")
         if self.skipped_files:
-            extras.append(
-                f"{len(self.skipped_files)} files not CT images, listed in {self.manifest.parent / 'skipped_files.csv'}"
-            )
+            count = len(self.skipped_files)
+            noun = "file not a CT image" if count == 1 else "files not CT images"
+            extras.append(f"{count} {noun}, listed in {self.manifest.parent / 'skipped_files.csv'}")
         tail = f" ({'; '.join(extras)})" if extras else ""
         return f"{self.ok} ok, {self.skipped} skipped, {self.failed} failed{tail}"
 
