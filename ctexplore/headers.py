@@ -302,6 +302,11 @@ def _headers_from_dataset(
         convolution_kernel=" ".join(str(v) for v in _as_list(dataset.get("ConvolutionKernel"))),
         spacing_between_slices=_float_or_none(dataset.get("SpacingBetweenSlices")),
     )
+    if common["samples_per_pixel"] < 1:
+        raise DicomError(
+            f"{path}: CT image with (0028,0002) Samples per Pixel = {common['samples_per_pixel']}; a pixel holds "
+            "at least one sample (CT: 1), so the header is damaged"
+        )
     frame_bytes = rows * columns * common["samples_per_pixel"] * bits_allocated // 8
     _check_counts(path, rows, columns, bits_allocated, bits_stored, frames, frame_bytes, syntax)
     needed = frame_bytes * frames
