@@ -368,8 +368,8 @@ def _attach_damaged(found: list[Series], skipped: list[tuple[Path, str]]) -> lis
         for folder in {h.path.parent for h in series.headers}:
             by_folder[folder].append(series)
     for path, reason in skipped:
-        if reason.startswith(_NOT_A_SLICE):
-            continue
+        if reason.startswith(_NOT_A_SLICE) or (reason.endswith("is not a CT image") and "(unknown" not in reason):
+            continue  # what it is, e.g. an MR image or a dose report, not damage
         try:
             if not (reason.startswith(_DAMAGED_CT_REASONS) or _looks_like_dicom(path)):
                 continue
@@ -379,8 +379,10 @@ def _attach_damaged(found: list[Series], skipped: list[tuple[Path, str]]) -> lis
         uid = str(values.get("SeriesInstanceUID") or "")
         position = _floats(values.get("ImagePositionPatient"), 3)
         if uid in by_uid and uid:
-            members[by_uid[uid].key].append(DamagedFile(path, reason, position, True))  # type: ignore[arg-type]
-        elif not uid:
+            # an unknown SOP class may be a garbled CT one, or a vendor's private object: say so, don't refuse
+            certain = "(unknown SOP class)" not in reason
+            members[by_uid[uid].key].append(DamagedFile(path, reason, position, certain))  # type: ignore[arg-type]
+        else:  # no UID, or one garbled by the damage: its folder and what else was readable decide
             for series in by_folder.get(path.parent, []):
                 if _could_belong(values, series.first):
                     members[series.key].append(DamagedFile(path, reason, position, False))  # type: ignore[arg-type]
@@ -400,7 +402,7 @@ def _attach_damaged(found: list[Series], skipped: list[tuple[Path, str]]) -> lis
 
 
 # Skip reasons that say what a file is (not a slice of a series), not that it is damaged.
-_NOT_A_SLICE = ("not a regular file", "DICOMDIR", "(0008,0016) SOP Class UID")
+_NOT_A_SLICE = ("not a regular file", "DICOMDIR")
 
 
 def _looks_like_dicom(path: Path) -> bool:
@@ -451,7 +453,16 @@ _IDENTITY = {
 
 
 def _could_belong(values: dict[str, Any], header: SliceHeader) -> bool:
-    return all(str(values[k]) == getattr(header, attribute) for k, attribute in _IDENTITY.items() if k in values)
+    """No salvaged identity contradicts the series (a value off by a flipped byte or two does not)."""
+    return all(
+        _nearly_equal(str(values[k]), getattr(header, attribute)) for k, attribute in _IDENTITY.items() if k in values
+    )
+
+
+def _nearly_equal(salvaged: str, value: str) -> bool:
+    if salvaged == value:
+        return True
+    return len(salvaged) == len(value) and sum(a != b for a, b in zip(salvaged, value)) <= 2
 
 
 def _merge_unoriented(groups: dict[tuple[Any, ...], list[SliceHeader]]) -> None:

@@ -219,6 +219,19 @@ def test_end_slice_whose_uid_was_damaged_is_warned_about(tmp_path):
         load_series(stack)
 
 
+def test_end_slice_with_a_garbled_sop_class_is_a_damaged_member_not_another_object(tmp_path):
+    written = write_series(tmp_path, n_slices=5, matrix=16)
+    _rewrite(written.files[0], SOPClassUID="1.2.840.10008]5.1.4.1.1.2")  # one flipped byte
+    _rewrite(written.files[-1], SOPClassUID="1.2.840.10008.5")  # cut short: a valid UID, but unknown
+    index = scan(tmp_path, workers=1)
+    assert "not a valid UID" in dict(index.damaged)[written.files[0]]
+    with pytest.raises(DicomError, match=rf"{written.files[0].name}: slice 1 of 6 \(first\)"):
+        load_series(index[0])
+    _rewrite(written.files[0], SOPClassUID=pydicom.uid.CTImageStorage)
+    with pytest.warns(GeometryWarning, match=rf"may be slices of it.*{written.files[-1].name}: slice 5 of 5 \(last"):
+        load_series(scan(tmp_path, workers=1)[0])
+
+
 @pytest.mark.parametrize("keep", [0, 60, 140])
 def test_file_cut_inside_its_preamble_or_meta_is_warned_about(tmp_path, keep):
     written = write_series(tmp_path, n_slices=4, matrix=16)
