@@ -406,10 +406,13 @@ _NOT_A_SLICE = ("not a regular file", "DICOMDIR")
 
 
 def _looks_like_dicom(path: Path) -> bool:
-    """A DICOM preamble and magic, or a file cut short inside the (zero) preamble: maybe a slice."""
+    """A DICOM preamble and magic, or a file cut short inside the (zero) preamble: maybe a slice.
+
+    An empty file is not: exports carry such stubs beside the images, and 0 bytes say nothing.
+    """
     with open(path, "rb") as handle:
         start = handle.read(132)
-    return start[128:132] == b"DICM" or not start.strip(b"\0")
+    return start[128:132] == b"DICM" or bool(start and not start.strip(b"\0"))
 
 
 def _stack_key(header: SliceHeader) -> tuple[Any, ...]:

@@ -232,7 +232,7 @@ def test_end_slice_with_a_garbled_sop_class_is_a_damaged_member_not_another_obje
         load_series(scan(tmp_path, workers=1)[0])
 
 
-@pytest.mark.parametrize("keep", [0, 60, 140])
+@pytest.mark.parametrize("keep", [60, 140])
 def test_file_cut_inside_its_preamble_or_meta_is_warned_about(tmp_path, keep):
     written = write_series(tmp_path, n_slices=4, matrix=16)
     written.files[-1].write_bytes(written.files[-1].read_bytes()[:keep])
