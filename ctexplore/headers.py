@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 import warnings
 from collections.abc import Iterable
@@ -39,6 +40,8 @@ CT_SOP_CLASSES = {
 
 
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+# PS3.5 9.1: components of digits without leading zeros, separated by dots.
+_UID_SYNTAX = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,11 @@ def _check_ct_image(path: Path, dataset: Any, media_class: str) -> None:
         sop_class = CT_IMAGE_STORAGE  # pre-3.0 ACR-NEMA style files omit the SOP class
     if not sop_class:
         raise DicomError(f"{path}: not a DICOM image (no (0008,0016) SOP Class UID, no image attributes)")
+    if dataset.get("Modality") == "CT" and not _UID_SYNTAX.fullmatch(sop_class):
+        raise DicomError(
+            f"{path}: CT image with (0008,0016) SOP Class UID {sop_class[:80]!r}, which is not a valid UID "
+            "(digits and dots, PS3.5 9.1); the header is damaged"
+        )
     if sop_class not in CT_SOP_CLASSES:
         raise DicomError(f"{path}: (0008,0016) SOP Class UID {sop_class} ({_sop_name(sop_class)}) is not a CT image")
 
@@ -304,6 +312,11 @@ def _headers_from_dataset(
         spacing_between_slices=_float_or_none(dataset.get("SpacingBetweenSlices")),
         contrast_agent=str(dataset.get("ContrastBolusAgent") or "").strip(),
     )
+    if common["samples_per_pixel"] < 1:
+        raise DicomError(
+            f"{path}: CT image with (0028,0002) Samples per Pixel = {common['samples_per_pixel']}; a pixel holds "
+            "at least one sample (CT: 1), so the header is damaged"
+        )
     frame_bytes = rows * columns * common["samples_per_pixel"] * bits_allocated // 8
     _check_counts(path, rows, columns, bits_allocated, bits_stored, frames, frame_bytes, syntax)
     needed = frame_bytes * frames

@@ -23,6 +23,7 @@ from .volume import AIR_HU
 __all__ = ["stored_to_hu", "headers_to_hu", "rescale_slope", "rescale_intercept", "padding_bounds"]
 
 _BLOCK_SLICES = 16
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def rescale_slope(header: SliceHeader) -> float:
@@ -31,14 +32,15 @@ def rescale_slope(header: SliceHeader) -> float:
     Raises
     ------
     DicomError
-        The slope is NaN, infinite or 0: every pixel would become the same (or no) number.
+        The slope is NaN, infinite, 0 or negative: no CT scanner stores values that way.
     """
     if header.rescale_slope is None:
         return 1.0
-    if not math.isfinite(header.rescale_slope) or header.rescale_slope == 0:
+    if not math.isfinite(header.rescale_slope) or header.rescale_slope <= 0:
         raise DicomError(
             f"{header.path}: (0028,1053) Rescale Slope is {header.rescale_slope}; Hounsfield units need a finite, "
-            "non-zero slope. The header is damaged: leave the file out or set the scanner's slope (usually 1)."
+            "positive slope (attenuation grows with the stored value). The header is damaged: leave the file out "
+            "or set the scanner's slope (usually 1)."
         )
     return header.rescale_slope
 
@@ -293,6 +295,14 @@ def headers_to_hu(
     first = headers[0]
     slopes = np.array([rescale_slope(h) for h in headers], dtype=np.float64)
     intercepts = np.array([rescale_intercept(h) for h in headers], dtype=np.float64)
+    largest = slopes * float(1 << first.bits_stored) + np.abs(intercepts)
+    if largest.max() > _FLOAT32_MAX:
+        bad = headers[int(largest.argmax())]
+        raise DicomError(
+            f"{bad.path}: (0028,1053) Rescale Slope {bad.rescale_slope} and (0028,1052) Rescale Intercept "
+            f"{bad.rescale_intercept} turn {first.bits_stored}-bit stored values into numbers beyond float32 "
+            "(infinite HU). The header is damaged: leave the file out or set the scanner's rescale."
+        )
     bounds = np.array([padding_bounds(h) for h in headers], dtype=np.float64).reshape(len(headers), 2)
     return stored_to_hu(
         stored,

@@ -368,6 +368,17 @@ def _geometry(headers: list[SliceHeader], notes: list[str]) -> dict[str, Any]:
             f" ({len(unoriented)} of {len(headers)} images); those slices cannot be placed. Leave them out "
             "(pass a list of the other files) or fix their headers."
         )
+    cosines = np.array([h.orientation for h in headers], dtype=np.float64)
+    differing = np.flatnonzero(np.abs(cosines - cosines[0]).max(axis=1) > _ORIENTATION_ROUNDING)
+    if differing.size:
+        odd = headers[int(differing[0])]
+        raise GeometryError(
+            f"{where}: (0020,0037) Image Orientation (Patient) of {odd.path.name} "
+            f"({'/'.join(f'{v:g}' for v in odd.orientation or ())}) differs from "
+            f"{'/'.join(f'{v:g}' for v in first.orientation)} in {first.path.name} ({differing.size} of "
+            f"{len(headers)} images differ); the slices do not form one volume. Leave the odd files out (pass a "
+            "list of the others) or fix their headers."
+        )
     missing = [h.path.name for h in headers if h.position is None]
     if missing:
         raise GeometryError(

@@ -403,21 +403,55 @@ def _attach_damaged(found: list[Series], skipped: list[tuple[Path, str]]) -> lis
         for folder in {h.path.parent for h in series.headers}:
             by_folder[folder].append(series)
     for path, reason in skipped:
-        if not reason.startswith(_DAMAGED_CT_REASONS + ("not a readable DICOM file",)):
-            continue
+        if reason.startswith(_NOT_A_SLICE) or (reason.endswith("is not a CT image") and "(unknown" not in reason):
+            continue  # what it is, e.g. an MR image or a dose report, not damage
         try:
+            if not (reason.startswith(_DAMAGED_CT_REASONS) or _looks_like_dicom(path)):
+                continue
             values = salvage_values(path)
         except OSError:
             values = {}
         uid = str(values.get("SeriesInstanceUID") or "")
         position = _floats(values.get("ImagePositionPatient"), 3)
         if uid in by_uid and uid:
-            members[by_uid[uid].key].append(DamagedFile(path, reason, position, True))  # type: ignore[arg-type]
-        elif not uid:
+            # an unknown SOP class may be a garbled CT one, or a vendor's private object: say so, don't refuse
+            certain = "(unknown SOP class)" not in reason
+            members[by_uid[uid].key].append(DamagedFile(path, reason, position, certain))  # type: ignore[arg-type]
+        else:  # no UID, or one garbled by the damage: its folder and what else was readable decide
             for series in by_folder.get(path.parent, []):
                 if _could_belong(values, series.first):
                     members[series.key].append(DamagedFile(path, reason, position, False))  # type: ignore[arg-type]
+    for single in found:
+        # one image under a UID of its own, but with a stack's study, number and geometry: maybe a damaged UID
+        if single.n_images != 1 or single.is_localizer:
+            continue
+        for series in by_folder.get(single.first.path.parent, []):
+            if series.n_images > 1 and _stack_key(series.first) == _stack_key(single.first):
+                reason = (
+                    f"a one-image series of its own ((0020,000E) Series Instance UID {single.uid}) with this "
+                    "series' study, (0020,0011) Series Number, orientation and matrix: possibly its slice with a "
+                    "damaged UID"
+                )
+                members[series.key].append(DamagedFile(single.first.path, reason, single.first.position, False))
     return [replace(s, damaged=tuple(members[s.key])) if s.key in members else s for s in found]
+
+
+# Skip reasons that say what a file is (not a slice of a series), not that it is damaged.
+_NOT_A_SLICE = ("not a regular file", "DICOMDIR")
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    """A DICOM preamble and magic, or a file cut short inside the (zero) preamble: maybe a slice.
+
+    An empty file is not: exports carry such stubs beside the images, and 0 bytes say nothing.
+    """
+    with open(path, "rb") as handle:
+        start = handle.read(132)
+    return start[128:132] == b"DICM" or bool(start and not start.strip(b"\0"))
+
+
+def _stack_key(header: SliceHeader) -> tuple[Any, ...]:
+    return (header.patient_id, header.study_uid, header.series_number, *_geometry_key(header))
 
 
 def group_series(headers: Iterable[SliceHeader]) -> list[Series]:
@@ -436,6 +470,7 @@ def group_series(headers: Iterable[SliceHeader]) -> list[Series]:
             groups[_geometry_key(header)].append(header)
         _merge_unoriented(groups)
         ordered = sorted(groups.values(), key=len, reverse=True)
+        ordered = _merge_stray_slices(ordered)
         for number, group in enumerate(ordered, start=1):
             reason = ""
             if len(ordered) > 1:
@@ -456,7 +491,16 @@ _IDENTITY = {
 
 
 def _could_belong(values: dict[str, Any], header: SliceHeader) -> bool:
-    return all(str(values[k]) == getattr(header, attribute) for k, attribute in _IDENTITY.items() if k in values)
+    """No salvaged identity contradicts the series (a value off by a flipped byte or two does not)."""
+    return all(
+        _nearly_equal(str(values[k]), getattr(header, attribute)) for k, attribute in _IDENTITY.items() if k in values
+    )
+
+
+def _nearly_equal(salvaged: str, value: str) -> bool:
+    if salvaged == value:
+        return True
+    return len(salvaged) == len(value) and sum(a != b for a, b in zip(salvaged, value)) <= 2
 
 
 def _merge_unoriented(groups: dict[tuple[Any, ...], list[SliceHeader]]) -> None:
@@ -470,6 +514,31 @@ def _merge_unoriented(groups: dict[tuple[Any, ...], list[SliceHeader]]) -> None:
         if same_matrix:
             largest = max(same_matrix, key=lambda k: len(groups[k]))
             groups[largest].extend(groups.pop(key))
+
+
+# A lone image whose normal is within this angle of its stack's is a slice of it, not a localizer.
+_SAME_PLANE_COSINE = math.cos(math.radians(10.0))
+
+
+def _merge_stray_slices(ordered: list[list[SliceHeader]]) -> list[list[SliceHeader]]:
+    """Return lone images of the stack's plane to the stack, so that the load names what differs.
+
+    A localizer is another plane (or says LOCALIZER); a lone image in the stack's
+    plane with a slightly different orientation or another matrix is a damaged slice,
+    and splitting it off would load the stack one slice short without a word.
+    """
+    if len(ordered) < 2 or len(ordered[0]) < 2 or ordered[0][0].normal is None:
+        return ordered
+    main, reference = ordered[0], ordered[0][0].normal
+    kept = [main]
+    for group in ordered[1:]:
+        header = group[0]
+        if len(group) == 1 and not header.is_localizer and header.normal is not None:
+            if abs(float(header.normal @ reference)) > _SAME_PLANE_COSINE:
+                main.append(header)
+                continue
+        kept.append(group)
+    return kept
 
 
 #: `Series.split_reason` of series formed without a (0020,000E) Series Instance UID.

@@ -130,6 +130,9 @@ def _rewrite(path, **attributes):
         ("RescaleSlope", "nan", r"\(0028,1053\) Rescale Slope"),
         ("RescaleSlope", "inf", r"\(0028,1053\) Rescale Slope"),
         ("RescaleSlope", "0", r"\(0028,1053\) Rescale Slope"),
+        ("RescaleSlope", "-1", r"\(0028,1053\) Rescale Slope"),
+        ("RescaleSlope", "1e300", r"\(0028,1053\) Rescale Slope.*beyond float32"),
+        ("RescaleIntercept", "1e300", r"\(0028,1052\) Rescale Intercept.*beyond float32"),
         ("RescaleIntercept", "nan", r"\(0028,1052\) Rescale Intercept"),
         ("RescaleIntercept", "-inf", r"\(0028,1052\) Rescale Intercept"),
     ],
@@ -187,6 +190,54 @@ def test_bits_allocated_8_on_16_bit_pixel_data_is_refused(tmp_path):
     _rewrite(written.files[0], BitsAllocated=8, BitsStored=8, HighBit=7)
     reasons = dict(scan(tmp_path, workers=1).skipped)
     assert "(0028,0100) Bits Allocated" in reasons[written.files[0]] and "512" in reasons[written.files[0]]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(ImageOrientationPatient=[1, 0.04, 0, 0, 1, 0]),
+        dict(ImageOrientationPatient=[2, 0, 0, 0, 2, 0]),
+        dict(Rows=31),
+    ],
+)
+@pytest.mark.parametrize("which", [0, -1])
+def test_one_end_slice_with_another_orientation_or_matrix_is_not_split_off_as_a_localizer(tmp_path, change, which):
+    written = write_series(tmp_path, n_slices=5, matrix=32)
+    _rewrite(written.files[which], **change)
+    index = scan(tmp_path, workers=1)
+    assert [s.n_images for s in index] == [5]
+    with pytest.raises(DicomError, match=written.files[which].name):
+        load_series(index[0])
+
+
+def test_end_slice_whose_uid_was_damaged_is_warned_about(tmp_path):
+    written = write_series(tmp_path, n_slices=5, matrix=16)
+    _rewrite(written.files[0], SeriesInstanceUID=written.series_uid[:-1] + "9")
+    index = scan(tmp_path, workers=1)
+    stack = next(s for s in index if s.n_images == 4)
+    with pytest.warns(GeometryWarning, match=rf"may be slices of it.*{written.files[0].name}: slice 1 of 5 \(first\)"):
+        load_series(stack)
+
+
+def test_end_slice_with_a_garbled_sop_class_is_a_damaged_member_not_another_object(tmp_path):
+    written = write_series(tmp_path, n_slices=5, matrix=16)
+    _rewrite(written.files[0], SOPClassUID="1.2.840.10008]5.1.4.1.1.2")  # one flipped byte
+    _rewrite(written.files[-1], SOPClassUID="1.2.840.10008.5")  # cut short: a valid UID, but unknown
+    index = scan(tmp_path, workers=1)
+    assert "not a valid UID" in dict(index.damaged)[written.files[0]]
+    with pytest.raises(DicomError, match=rf"{written.files[0].name}: slice 1 of 5 \(first\)"):
+        load_series(index[0])
+    _rewrite(written.files[0], SOPClassUID=pydicom.uid.CTImageStorage)
+    with pytest.warns(GeometryWarning, match=rf"may be slices of it.*{written.files[-1].name}: slice 5 of 5 \(last"):
+        load_series(scan(tmp_path, workers=1)[0])
+
+
+@pytest.mark.parametrize("keep", [60, 140])
+def test_file_cut_inside_its_preamble_or_meta_is_warned_about(tmp_path, keep):
+    written = write_series(tmp_path, n_slices=4, matrix=16)
+    written.files[-1].write_bytes(written.files[-1].read_bytes()[:keep])
+    with pytest.warns(GeometryWarning, match=rf"may be slices of it.*{written.files[-1].name}"):
+        assert load_series(scan(tmp_path, workers=1)[0]).shape[0] == 3
 
 
 def test_one_slice_with_a_damaged_orientation_is_named_not_split_off_as_a_localizer(tmp_path):
@@ -251,6 +302,13 @@ def test_missing_or_nan_position_on_one_slice_is_our_error(tmp_path, value):
     with pytest.raises(GeometryError, match=r"\(0020,0032\) Image Position \(Patient\)") as caught:
         load_series(index[0])
     assert written.files[2].name in str(caught.value)
+
+
+def test_samples_per_pixel_zero_is_skipped_with_the_tag_not_a_zero_division(tmp_path):
+    written = write_series(tmp_path, n_slices=2, matrix=16)
+    _rewrite(written.files[0], SamplesPerPixel=0)
+    reasons = dict(scan(tmp_path, workers=1).damaged)
+    assert "(0028,0002) Samples per Pixel = 0" in reasons[written.files[0]]
 
 
 def test_columns_zero_is_skipped_with_the_tag(tmp_path):
