@@ -706,6 +706,7 @@ def _require_decoder(header: SliceHeader, syntax: Any) -> None:
         missing = "; ".join(decoder.missing_dependencies)  # pydicom gives one sentence per plugin
         raise DecodeError(
             f"{header.path}: transfer syntax {syntax.name} ({syntax}) needs a decoder plugin that is not "
-            f"installed ({missing}). Install one, e.g. `pip install pylibjpeg pylibjpeg-libjpeg "
-            "pylibjpeg-openjpeg pylibjpeg-rle pyjpegls python-gdcm`."
+            f"installed ({missing}). Install the permissive plugins ctexplore depends on (`pip install "
+            "pylibjpeg pylibjpeg-openjpeg pylibjpeg-rle pyjpegls python-gdcm pillow`); 12-bit JPEG Extended "
+            '(1.2.840.10008.1.2.4.51) needs the GPL decoder: `pip install "ctexplore[libjpeg]"`.'
         )

@@ -330,7 +330,8 @@ class SeriesIndex:
         skipped = ""
         if self.skipped:
             items = "".join(f"<li><code>{escape(str(p))}</code>: {escape(reason)}</li>" for p, reason in self.skipped)
-            skipped = f"<details><summary>{len(self.skipped)} files skipped</summary><ul>{items}</ul></details>"
+            noun = "file" if len(self.skipped) == 1 else "files"
+            skipped = f"<details><summary>{len(self.skipped)} {noun} skipped</summary><ul>{items}</ul></details>"
         return (
             f"<p><b>{len(self.series)} series</b> under <code>{escape(str(self.root))}</code></p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{skipped}"
@@ -636,8 +637,11 @@ def _read_headers(files: list[Path], workers: int | None) -> list[list[SliceHead
         return [read_header_or_reason(f) for f in files]
     from concurrent.futures import ProcessPoolExecutor
 
+    from ._pool import _context
+
     chunk = max(16, len(files) // (workers * 8))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # a fork server or spawn, never plain fork (threads in the parent; deprecated on Python 3.12+)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(("ctexplore.headers",))) as pool:
         return list(pool.map(read_header_or_reason, files, chunksize=chunk))
 
 
