@@ -36,12 +36,21 @@ def _block_factors(volume: Volume) -> tuple[int, int, int]:
     return tuple(max(1, int(round(_BLOCK_MM / step))) for step in volume.spacing)  # type: ignore[return-value]
 
 
-def _blocks(hu: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
-    """View of `hu` cut into whole blocks: (n0, f0, n1, f1, n2, f2); the remainder is left out."""
-    counts = [max(1, n // f) for n, f in zip(hu.shape, factors)]
-    factors = tuple(min(f, n) for f, n in zip(factors, hu.shape))
-    cropped = hu[: counts[0] * factors[0], : counts[1] * factors[1], : counts[2] * factors[2]]
-    return cropped.reshape(counts[0], factors[0], counts[1], factors[1], counts[2], factors[2])
+def _whole_blocks(shape: tuple[int, ...], factors: tuple[int, int, int]) -> tuple[list[int], list[int]]:
+    """Number of whole blocks along each axis and the block size used (a short axis is one block)."""
+    counts = [max(1, n // f) for n, f in zip(shape, factors)]
+    return counts, [min(f, n) for f, n in zip(factors, shape)]
+
+
+def _blocks(values: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
+    """View of `values` cut into whole blocks: (n0, f0, n1, f1, n2, f2); the remainder is left out.
+
+    Always a view (writing into it writes into `values`): splitting an axis never needs a copy.
+    """
+    counts, sizes = _whole_blocks(values.shape, factors)
+    view = values[: counts[0] * sizes[0], : counts[1] * sizes[1], : counts[2] * sizes[2]].view()
+    view.shape = (counts[0], sizes[0], counts[1], sizes[1], counts[2], sizes[2])
+    return view
 
 
 def _block_reduce(values: np.ndarray, factors: tuple[int, int, int], how: str) -> np.ndarray:
@@ -57,12 +66,34 @@ def _block_reduce(values: np.ndarray, factors: tuple[int, int, int], how: str) -
     return (total / np.float32(blocks.shape[1] * blocks.shape[3] * blocks.shape[5])).astype(np.float32)
 
 
-def _block_index(
-    shape: tuple[int, ...], factors: tuple[int, int, int], coarse_shape: tuple[int, ...]
-) -> tuple[np.ndarray, ...]:
-    """Open-mesh index mapping every full-resolution voxel to its block (the remainder to the last block)."""
-    axes = [np.minimum(np.arange(n) // f, m - 1) for n, f, m in zip(shape, factors, coarse_shape)]
-    return np.ix_(*axes)
+def _close_in_plane(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Closing of each axial plane by a disk of `radius` blocks, through two distance transforms.
+
+    The same set as `ndimage.binary_closing` with the disk as structure (the array padded by
+    `radius`), at a cost that does not grow with the disk's area.
+    """
+    if not mask.any():
+        return mask.copy()
+    padded = np.pad(mask, ((0, 0), (radius, radius), (radius, radius)))
+    # a step between planes longer than any in-plane distance keeps the planes apart
+    sampling = (float(sum(padded.shape)), 1.0, 1.0)
+    dilated = ndimage.distance_transform_edt(~padded, sampling=sampling) <= radius
+    closed = ndimage.distance_transform_edt(dilated, sampling=sampling) > radius
+    return closed[:, radius:-radius, radius:-radius]
+
+
+def _holes(mask: np.ndarray, structure: np.ndarray | None, border_axes: tuple[int, ...]) -> np.ndarray:
+    """The voxels outside `mask` that no `structure`-connected path links to the array faces across `border_axes`.
+
+    `ndimage.binary_fill_holes(mask, structure) & ~mask` through one labelling instead of a
+    dilation repeated until nothing changes.
+    """
+    labels, count = ndimage.label(~mask, structure)
+    outside = np.zeros(count + 1, bool)
+    outside[0] = True  # the mask itself
+    for axis in border_axes:
+        outside[np.take(labels, [0, -1], axis=axis)] = True
+    return ~outside[labels]
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:
@@ -83,12 +114,8 @@ def _coarse_brain(volume: Volume, factors: tuple[int, int, int]) -> tuple[np.nda
     # bone do not let the fill leak out; then everything the ring encloses is inside.
     block_mm = np.array(volume.spacing[1:]) * factors[1:]
     radius = max(1, int(round(_BRIDGE_MM / float(block_mm.min()))))
-    yy, xx = np.ogrid[-radius : radius + 1, -radius : radius + 1]
-    disk = np.zeros((1, 2 * radius + 1, 2 * radius + 1), bool)
-    disk[0] = yy**2 + xx**2 <= radius**2
-    ring = ndimage.binary_closing(np.pad(bone, ((0, 0), (radius, radius), (radius, radius))), disk)
-    ring = ring[:, radius:-radius, radius:-radius]
-    enclosed = ndimage.binary_fill_holes(ring, _SLICE_PLANE) & ~ring
+    ring = _close_in_plane(bone, radius)
+    enclosed = _holes(ring, _SLICE_PLANE, border_axes=(1, 2))
     candidate = enclosed & soft & ~bone
     # One block of erosion cuts thin bridges (optic canals, the orbits' fat) before choosing
     # the largest piece; the dilation gives the eroded rim back inside the candidates.
@@ -96,7 +123,7 @@ def _coarse_brain(volume: Volume, factors: tuple[int, int, int]) -> tuple[np.nda
     if not core.any():
         core = _largest(candidate)
     brain = ndimage.binary_dilation(core, iterations=2, mask=candidate)
-    brain = ndimage.binary_fill_holes(brain) & ~bone  # ventricles, calcifications' surroundings
+    brain = (brain | _holes(brain, None, border_axes=(0, 1, 2))) & ~bone  # ventricles, calcifications' surroundings
     return brain, bone
 
 
@@ -178,14 +205,31 @@ def brain_mask(volume: Volume) -> np.ndarray:
     hu = volume.hu
     factors = _block_factors(volume)
     coarse, _ = _coarse_brain(volume, factors)
-    # 0 outside, 1 boundary blocks (decided per voxel), 2 interior blocks
-    state = coarse.astype(np.uint8) * 2
-    boundary = ndimage.binary_dilation(coarse) & ~coarse
-    state[boundary] = 1
-    full = state[_block_index(hu.shape, factors, coarse.shape)]
-    soft = (hu > SOFT_TISSUE_HU[0]) & (hu < BONE_HU)
-    interior = full == 2
-    return interior | ((full == 1) & soft)
+    # Brain blocks are inside whole; the blocks just outside them are decided voxel by voxel.
+    edge = ndimage.binary_dilation(coarse) & ~coarse
+    mask = np.zeros(hu.shape, bool)
+    inside_blocks = _blocks(mask, factors)
+    inside_blocks[...] = coarse[:, np.newaxis, :, np.newaxis, :, np.newaxis]
+    at = np.nonzero(edge)
+    inside_blocks[at[0], :, at[1], :, at[2], :] = _soft_voxels(_blocks(hu, factors)[at[0], :, at[1], :, at[2], :])
+    # the voxels past the last whole block along an axis belong to that block
+    counts, sizes = _whole_blocks(hu.shape, factors)
+    whole = [c * s for c, s in zip(counts, sizes)]
+    for axis in range(3):
+        slab = tuple(
+            slice(whole[a], None) if a == axis else slice(0, whole[a]) if a < axis else slice(None) for a in range(3)
+        )
+        if mask[slab].size:
+            index = np.ix_(
+                *[np.minimum(np.arange(n)[s] // f, c - 1) for n, s, f, c in zip(hu.shape, slab, sizes, counts)]
+            )
+            mask[slab] = coarse[index] | (edge[index] & _soft_voxels(hu[slab]))
+    return mask
+
+
+def _soft_voxels(hu: np.ndarray) -> np.ndarray:
+    """Voxels that are neither air, fat nor bone."""
+    return (hu > SOFT_TISSUE_HU[0]) & (hu < BONE_HU)
 
 
 def skull_strip(volume: Volume, fill: float | None = None, *, mask: np.ndarray | None = None) -> Volume:
