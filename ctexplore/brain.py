@@ -54,16 +54,41 @@ def _blocks(values: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
 
 
 def _block_reduce(values: np.ndarray, factors: tuple[int, int, int], how: str) -> np.ndarray:
-    """Max, any or float32 mean of each block; one axis at a time, several times faster than all three at once."""
+    """Max, any or float32 mean of each block."""
     blocks = _blocks(values, factors)
     if how == "max":
-        return blocks.max(axis=1).max(axis=2).max(axis=3)
+        return _fold(_fold(_fold(blocks, 1, np.maximum), 2, np.maximum), 3, np.maximum)
     if how == "any":
-        return np.asarray(np.any(np.any(np.any(blocks, axis=1), axis=2), axis=3))
+        return _fold(_fold(_fold(blocks, 1, np.logical_or), 2, np.logical_or), 3, np.logical_or)
     # whole-number HU sum exactly in int32 (a block holds far fewer than 65536 voxels)
     dtype = np.int32 if values.dtype.kind in "iu" and values.itemsize <= 2 else np.float32
-    total = np.add.reduce(blocks, axis=1, dtype=dtype).sum(axis=2).sum(axis=3)
+    total = _fold(_fold(_fold(blocks, 1, np.add, dtype), 2, np.add), 3, np.add)
     return (total / np.float32(blocks.shape[1] * blocks.shape[3] * blocks.shape[5])).astype(np.float32)
+
+
+def _fold(blocks: np.ndarray, axis: int, combine: np.ufunc, dtype: type | None = None) -> np.ndarray:
+    """`combine` the slices along one short block axis one after another, dropping that axis.
+
+    Whole-array element-wise passes: several times faster than ``combine.reduce`` over a short
+    axis, which runs one tiny inner loop per block.
+    """
+    before = (slice(None),) * axis
+    result = blocks[before + (0,)].astype(dtype or blocks.dtype)  # a copy, combined into in place
+    for k in range(1, blocks.shape[axis]):
+        combine(result, blocks[before + (k,)], out=result)
+    return result
+
+
+def _upsample(coarse: np.ndarray, shape: tuple[int, ...], factors: tuple[int, int, int]) -> np.ndarray:
+    """Each block's value at all its full-resolution voxels (the remainder takes the last block's)."""
+    counts, sizes = _whole_blocks(shape, factors)
+    extra = [n - c * s for n, c, s in zip(shape, counts, sizes)]
+    full = coarse
+    for axis in range(3):
+        repeats = np.full(counts[axis], sizes[axis])
+        repeats[-1] += extra[axis]
+        full = np.repeat(full, repeats, axis=axis)
+    return full
 
 
 def _close_in_plane(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -217,11 +242,10 @@ def brain_mask(volume: Volume) -> np.ndarray:
     coarse, _ = _coarse_brain(volume, factors)
     # Brain blocks are inside whole; the blocks just outside them are decided voxel by voxel.
     edge = ndimage.binary_dilation(coarse) & ~coarse
-    mask = np.zeros(hu.shape, bool)
-    inside_blocks = _blocks(mask, factors)
-    inside_blocks[...] = coarse[:, np.newaxis, :, np.newaxis, :, np.newaxis]
+    mask = _upsample(coarse, hu.shape, factors)
     at = np.nonzero(edge)
-    inside_blocks[at[0], :, at[1], :, at[2], :] = _soft_voxels(_blocks(hu, factors)[at[0], :, at[1], :, at[2], :])
+    edge_hu = _blocks(hu, factors)[at[0], :, at[1], :, at[2], :]
+    _blocks(mask, factors)[at[0], :, at[1], :, at[2], :] = _soft_voxels(edge_hu)
     # the voxels past the last whole block along an axis belong to that block
     counts, sizes = _whole_blocks(hu.shape, factors)
     whole = [c * s for c, s in zip(counts, sizes)]
@@ -233,7 +257,7 @@ def brain_mask(volume: Volume) -> np.ndarray:
             index = np.ix_(
                 *[np.minimum(np.arange(n)[s] // f, c - 1) for n, s, f, c in zip(hu.shape, slab, sizes, counts)]
             )
-            mask[slab] = coarse[index] | (edge[index] & _soft_voxels(hu[slab]))
+            mask[slab] |= edge[index] & _soft_voxels(hu[slab])
     return mask
 
 
