@@ -73,8 +73,11 @@ def _fold(blocks: np.ndarray, axis: int, combine: np.ufunc, dtype: type | None =
     axis, which runs one tiny inner loop per block.
     """
     before = (slice(None),) * axis
-    result = blocks[before + (0,)].astype(dtype or blocks.dtype)  # a copy, combined into in place
-    for k in range(1, blocks.shape[axis]):
+    dtype = dtype or blocks.dtype
+    if blocks.shape[axis] == 1:
+        return blocks[before + (0,)].astype(dtype)
+    result = combine(blocks[before + (0,)], blocks[before + (1,)], dtype=dtype)
+    for k in range(2, blocks.shape[axis]):
         combine(result, blocks[before + (k,)], out=result)
     return result
 
