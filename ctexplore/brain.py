@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import fft, ndimage
 
 from .volume import Volume
@@ -66,14 +67,14 @@ def _block_reduce(values: np.ndarray, factors: tuple[int, int, int], how: str) -
     return (total / np.float32(blocks.shape[1] * blocks.shape[3] * blocks.shape[5])).astype(np.float32)
 
 
-def _fold(blocks: np.ndarray, axis: int, combine: np.ufunc, dtype: type | None = None) -> np.ndarray:
+def _fold(blocks: np.ndarray, axis: int, combine: np.ufunc, dtype: npt.DTypeLike | None = None) -> np.ndarray:
     """`combine` the slices along one short block axis one after another, dropping that axis.
 
     Whole-array element-wise passes: several times faster than ``combine.reduce`` over a short
     axis, which runs one tiny inner loop per block.
     """
     before = (slice(None),) * axis
-    dtype = dtype or blocks.dtype
+    dtype = blocks.dtype if dtype is None else dtype
     if blocks.shape[axis] == 1:
         return blocks[before + (0,)].astype(dtype)
     result = combine(blocks[before + (0,)], blocks[before + (1,)], dtype=dtype)
@@ -249,7 +250,8 @@ def brain_mask(volume: Volume) -> np.ndarray:
     at = np.nonzero(edge)
     edge_hu = _blocks(hu, factors)[at[0], :, at[1], :, at[2], :]
     _blocks(mask, factors)[at[0], :, at[1], :, at[2], :] = _soft_voxels(edge_hu)
-    # the voxels past the last whole block along an axis belong to that block
+    # The voxels past the last whole block along an axis are in no block's statistics (a bone
+    # voxel there would pass for brain): decided voxel by voxel wherever that block is brain or edge.
     counts, sizes = _whole_blocks(hu.shape, factors)
     whole = [c * s for c, s in zip(counts, sizes)]
     for axis in range(3):
@@ -260,7 +262,7 @@ def brain_mask(volume: Volume) -> np.ndarray:
             index = np.ix_(
                 *[np.minimum(np.arange(n)[s] // f, c - 1) for n, s, f, c in zip(hu.shape, slab, sizes, counts)]
             )
-            mask[slab] |= edge[index] & _soft_voxels(hu[slab])
+            mask[slab] = (coarse | edge)[index] & _soft_voxels(hu[slab])
     return mask
 
 
