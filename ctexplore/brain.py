@@ -204,9 +204,10 @@ def brain_mask(volume: Volume) -> np.ndarray:
     The skull is the boundary. On blocks of about 2 mm: bone is any voxel above
     250 HU; the bone ring of each axial plane is closed (gaps up to ~28 mm) and
     filled; soft-tissue blocks (mean -30..120 HU) inside it are eroded by one
-    block, the largest 3-D piece kept and grown back. Blocks touching bone are
-    then decided voxel by voxel at full resolution (soft tissue, not bone), so
-    the edge follows the inner table.
+    block, the largest 3-D piece kept and grown back. The blocks just outside
+    that piece (against the inner table) are then decided voxel by voxel at full
+    resolution (-30..250 HU: soft tissue, not bone), so the edge follows the
+    inner table; so are the few voxels past the last whole block of an axis.
 
     Parameters
     ----------
