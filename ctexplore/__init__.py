@@ -58,6 +58,7 @@ _EXPORTS = {
     "iter_volumes": "pipeline",
     "PreprocessOptions": "pipeline",
     "sample_study": "datasets",
+    "example_study": "datasets",
     "sample_dataset": "datasets",
     "fetch_cq500": "datasets",
     "cq500_labels": "labels",

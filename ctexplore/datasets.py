@@ -789,3 +789,60 @@ def _checked_parts(archive: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
 
 
 from .labels import cq500_labels  # noqa: E402,F401  (CQ500 reads.csv; see ctexplore.labels)
+
+__all__ += ["example_study", "EXAMPLE_ENV"]
+
+#: Environment variable naming the study the tutorials run on (see `example_study`).
+EXAMPLE_ENV = "CTEXPLORE_EXAMPLE"
+_LEGACY_EXAMPLE_ENV = "CTEXPLORE_CQ500_STUDY"  # the older name, still honoured
+
+
+def example_study(choice: str | os.PathLike[str] | None = None) -> Path:
+    """The study the tutorials run on: the built-in sample, a folder of DICOM, or a fetched real head CT.
+
+    Parameters
+    ----------
+    choice : str or path-like, optional
+        A folder of DICOM files, or a key of `ctexplore.fetch.HEAD_CT_STUDIES`
+        (``"ge-hispeed-head"``, ``"philips-head-phantom"``: downloaded once, then
+        cached). Default: ``$CTEXPLORE_EXAMPLE`` (or the older
+        ``$CTEXPLORE_CQ500_STUDY``); when neither is set, the built-in sample
+        (`sample_study`), the only choice with ground truth beside it.
+
+    Returns
+    -------
+    pathlib.Path
+        The study folder, ready for `ctexplore.scan`.
+
+    Raises
+    ------
+    FileNotFoundError
+        The choice is neither an existing folder nor a fetcher key; the message
+        lists the keys.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> study = sample_study(tempfile.mkdtemp())
+    >>> example_study(study) == study  # a folder is taken as it is
+    True
+    >>> example_study()  # doctest: +SKIP
+    PosixPath('/home/me/.cache/ctexplore/sample/PHANTOM-001/Unknown Study')
+    """
+    from .fetch import HEAD_CT_STUDIES, fetch_head_ct
+
+    if choice is None:
+        choice = os.environ.get(EXAMPLE_ENV) or os.environ.get(_LEGACY_EXAMPLE_ENV) or None
+        if choice is None:
+            return sample_study()
+    text = os.fspath(choice)
+    if text in HEAD_CT_STUDIES:
+        return fetch_head_ct(text)
+    folder = Path(text).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"example study {text!r} (from ${EXAMPLE_ENV} or the argument) is neither a folder nor a fetcher key; "
+            f"name a folder of DICOM files or one of {sorted(HEAD_CT_STUDIES)}, or unset ${EXAMPLE_ENV} "
+            "for the built-in sample"
+        )
+    return folder

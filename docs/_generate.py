@@ -72,6 +72,7 @@ GROUPS: list[tuple[str, str, str, tuple[str, ...]]] = [
         "The built-in synthetic sample, the CQ500 fetcher, and the phantom writer that makes known-truth DICOM.",
         (
             "sample_study",
+            "example_study",
             "sample_dataset",
             "fetch_cq500",
             "fetch_head_ct",
