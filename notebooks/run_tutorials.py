@@ -12,7 +12,8 @@ Usage::
     python notebooks/run_tutorials.py --only 03 04    # some of them
     python notebooks/run_tutorials.py --out /tmp/tut  # another output folder
 
-Set ``CTEXPLORE_CQ500_STUDY`` to a CQ500 study folder to run them on real data instead.
+Set ``CTEXPLORE_EXAMPLE`` to a DICOM folder or a fetcher key (``ge-hispeed-head``) to run them on real data
+instead (``ctexplore.example_study``).
 """
 
 from __future__ import annotations
@@ -104,6 +105,12 @@ def run_notebook(path: Path, out: Path) -> tuple[bool, float, str]:
     return ok, seconds, notebook_goal(notebook)
 
 
+def _study_label() -> str:
+    from ctexplore.datasets import EXAMPLE_ENV
+
+    return os.environ.get(EXAMPLE_ENV) or os.environ.get("CTEXPLORE_CQ500_STUDY") or "the built-in sample study"
+
+
 def write_index(out: Path, rows: list[tuple[Path, bool, float, str]]) -> Path:
     """``index.html`` linking every rendered notebook with its goal and status."""
     items = "\n".join(
@@ -115,7 +122,7 @@ def write_index(out: Path, rows: list[tuple[Path, bool, float, str]]) -> Path:
     page = (
         "<!doctype html>\n<html><head><meta charset='utf-8'><title>ctexplore tutorials</title>"
         "</head>\n<body><h1>ctexplore tutorials</h1>\n"
-        f"<p>Executed on {html.escape(os.environ.get('CTEXPLORE_CQ500_STUDY') or 'the built-in sample study')}"
+        f"<p>Executed on {html.escape(_study_label())}"
         f" at {time.strftime('%Y-%m-%d %H:%M')}.</p>\n<ol>\n{items}\n</ol>\n</body></html>\n"
     )
     index = out / "index.html"
@@ -173,10 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     (out / ".gitignore").write_text("# written by notebooks/run_tutorials.py: nothing here is source\n*\n")
     # the kernel inherits this: figures render inline even where CI exports MPLBACKEND=Agg
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    if not os.environ.get("CTEXPLORE_CQ500_STUDY"):
-        from ctexplore import datasets
+    from ctexplore import example_study
 
-        print(f"sample study: {datasets.sample_study()}")
+    print(f"study: {example_study()}")  # the sample is written once here, before the kernels start
 
     rows = run_all(notebooks, out)
     index = write_index(out, rows)
