@@ -1,4 +1,4 @@
-"""Tutorials 01-05 run top to bottom on a real head CT named by $CTEXPLORE_EXAMPLE.
+"""Tutorials 01-06 run top to bottom on a real head CT named by $CTEXPLORE_EXAMPLE.
 
 The notebooks are committed executed on the built-in sample (nbval checks those
 outputs); here they are executed afresh by a real kernel on the GE HiSpeed patient
@@ -21,7 +21,7 @@ from ctexplore import datasets
 from ctexplore.fetch import BASE_URL_ENV
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-REAL_STUDY_NOTEBOOKS = sorted(NOTEBOOKS.glob("0[1-5]_*.ipynb"))
+REAL_STUDY_NOTEBOOKS = sorted(NOTEBOOKS.glob("0[1-6]_*.ipynb"))
 
 pytestmark = pytest.mark.realdata
 server = test_fetch.server  # the local HTTP server that serves the real GE files
@@ -74,8 +74,8 @@ class TestExampleStudy:
             datasets.example_study()
 
 
-def test_tutorials_01_to_05_are_found() -> None:
-    assert [p.name[:2] for p in REAL_STUDY_NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+def test_tutorials_01_to_06_are_found() -> None:
+    assert [p.name[:2] for p in REAL_STUDY_NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("notebook", REAL_STUDY_NOTEBOOKS, ids=lambda p: p.stem)
