@@ -481,7 +481,14 @@ def fetch_cq500(
 
 
 def _download(
-    url: str, folder: Path, fname: str, known_hash: str | None, *, progress: bool, timeout: float, max_bytes: int
+    url: str,
+    folder: Path,
+    fname: str,
+    known_hash: str | None,
+    *,
+    progress: bool,
+    timeout: float,
+    max_bytes: int = _CQ500_MAX_ZIP_BYTES,
 ) -> Path:
     """Fetch ``url`` into ``folder/fname`` through pooch's cache and hash check, resuming ``fname.part``."""
     import pooch
