@@ -25,6 +25,7 @@ an interrupted download (used by `ctexplore.fetch_cq500`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import os
 import re
@@ -380,7 +381,8 @@ class BoundedDownloader:
 
             bar = tqdm(total=announced, initial=start, unit="B", unit_scale=True, desc=output.name)
         with (
-            open(output, "r+b" if start else "wb") as out,
+            # unbuffered: a full disk fails the write that hit it, not a later flush
+            open(output, "r+b" if start else "wb", buffering=0) as out,
             contextlib.closing(bar) if bar is not None else contextlib.nullcontext(),
         ):
             out.seek(start)
@@ -398,7 +400,10 @@ class BoundedDownloader:
                         f"{url} sent more than {self.max_bytes} bytes ({limit}); stopped there and kept nothing.",
                         url,
                     )
-                out.write(chunk)
+                try:
+                    _write_all(out, chunk)
+                except OSError as error:
+                    raise self._write_error(url, output, out.tell(), announced, error) from None
                 if bar is not None:
                     bar.update(len(chunk))
                 now = time.monotonic()
@@ -428,6 +433,30 @@ class BoundedDownloader:
                 f"the connection to {url} was cut after {received} of {expected} bytes.{self._kept()}",
                 url,
             )
+
+    def _write_error(self, url: str, output: Path, written: int, announced: int | None, error: OSError) -> Exception:
+        """A local write failed: name the disk's cause, not the network's."""
+        from .datasets import DownloadError
+
+        causes = {
+            errno.ENOSPC: "the disk is full",
+            errno.EFBIG: "this process's file-size limit (ulimit -f) was reached",
+            getattr(errno, "EDQUOT", -1): "the disk quota is used up",
+        }
+        cause = causes.get(error.errno or 0, f"{type(error).__name__}: {error}")
+        if announced is None:
+            self._forget_part()
+            return DownloadError(
+                f"Could not write {output} after {written} bytes of {url}: {cause}. The server announced no length "
+                f"(an endless body?), so what arrived was deleted; max_bytes ({self.max_bytes}) bounds such a "
+                "download: lower it, or make room if the file is known to be that large.",
+                url,
+            )
+        return DownloadError(
+            f"Could not write {output} after {written} of {announced} bytes of {url}: {cause}. Make room for the "
+            f"whole file.{self._resumable()}",
+            url,
+        )
 
     def _connection_error(self, url: str, error: BaseException, watchdog: _Watchdog) -> Exception:
         from .datasets import DownloadError
@@ -460,6 +489,13 @@ class BoundedDownloader:
             f"server is unreachable.{self._resumable()}{self.mirror_hint}",
             url,
         )
+
+
+def _write_all(out: Any, data: bytes) -> None:
+    """Write all of ``data`` to an unbuffered file, whose writes may be partial."""
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view) :]
 
 
 def _connection(parts: urllib.parse.SplitResult, timeout: float) -> tuple[http.client.HTTPConnection, str]:

@@ -456,3 +456,44 @@ class TestFetchCq500AgainstHostileServers:
         with pytest.raises(DownloadError, match="too slow: .* below 1024 bytes/s"):
             self.fetch(url, tmp_path, timeout=1.5)
         assert httpd.sent < 20
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs resource limits on a child process")
+@pytest.mark.parametrize("mode", ["endless", "cut-large"])
+def test_a_full_disk_is_named_not_called_offline(hostile, tmp_path, mode):
+    """A child whose file-size limit (ulimit -f) is 1 MB downloads more than that into a part."""
+    import subprocess
+    import sys
+
+    httpd, url = hostile("endless" if mode == "endless" else "resumable")
+    httpd.payload = bytes(3 * 10**6)
+    part = tmp_path / "x.zip.part"
+    script = (
+        "import resource, signal, sys\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (10**6, 10**6))\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "from ctexplore.fetch import BoundedDownloader\n"
+        "from ctexplore.datasets import DownloadError\n"
+        "url, part, output = sys.argv[1:]\n"
+        "try:\n"
+        "    BoundedDownloader(max_bytes=10**8, timeout=5, part=part)(url, output)\n"
+        "except DownloadError as error:\n"
+        "    print(error)\n"
+    )
+    repo = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", script, url + "x.zip", str(part), str(tmp_path / "x.zip")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONPATH": repo},
+    )
+    message = done.stdout
+    assert "file-size limit (ulimit -f) was reached" in message and "offline" not in message
+    if mode == "endless":
+        assert "announced no length" in message and "resume" not in message
+        assert not part.exists()
+    else:
+        assert f"after 1000000 of {3 * 10**6} bytes" in message and "calling again resumes it" in message
+        assert part.stat().st_size == 10**6
