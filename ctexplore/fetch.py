@@ -379,7 +379,9 @@ class BoundedDownloader:
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=announced, initial=start, unit="B", unit_scale=True, desc=output.name)
+            bar = tqdm(
+                total=announced, initial=start, unit="B", unit_scale=True, desc=output.name.removesuffix(".part")
+            )
         with (
             # unbuffered: a full disk fails the write that hit it, not a later flush
             open(output, "r+b" if start else "wb", buffering=0) as out,
