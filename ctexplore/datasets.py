@@ -56,10 +56,11 @@ _MARKER = ".ctexplore-sample.json"
 _SAMPLE_FORMAT = 1
 _DOWNLOADS = ".downloads"
 # A broken connection loses at most the chunk being read.
-_CHUNK = 64 * 1024
 _CQ500_NAME = re.compile(r"^CQ500[-_ ]?CT[-_ ]?(\d+)(\.zip)?$", re.IGNORECASE)
 # A CQ500 zip unpacks to 0.1-1 GB; anything claiming far more is not what we asked for.
 _MAX_EXTRACTED_BYTES = 16 * 1024**3
+# No registry gives the zips' sizes (the largest is about 1 GB): a generous bound on each download.
+_CQ500_MAX_ZIP_BYTES = 20 * 1024**3
 
 
 class DownloadError(ConnectionError):
@@ -371,6 +372,7 @@ def fetch_cq500(
     keep_zips: bool = False,
     progress: bool = True,
     timeout: float = 60.0,
+    max_bytes: int = _CQ500_MAX_ZIP_BYTES,
 ) -> list[Path]:
     """Download and unpack CQ500 patients; return their folders.
 
@@ -409,7 +411,13 @@ def fetch_cq500(
     progress : bool
         Show a progress bar per download.
     timeout : float
-        Seconds to wait for the server to connect or send more data.
+        Seconds to wait for the server to connect, answer or send more data; a
+        server sending slower than 1 KiB/s over that long is abandoned too (the
+        part is kept for the next call).
+    max_bytes : int, default 20 GiB
+        Largest zip accepted (the zips have no published sizes; the largest are
+        about 1 GB). An announced or received size beyond it is refused and
+        nothing is kept.
 
     Returns
     -------
@@ -419,8 +427,10 @@ def fetch_cq500(
     Raises
     ------
     DownloadError
-        Offline, server unreachable, or an HTTP error (404 for a patient that
-        does not exist). The message names the URL.
+        Offline, server unreachable, an HTTP error (404 for a patient that does
+        not exist), a cut connection, a stalled or trickling server, a body
+        beyond ``max_bytes``, an encoded body or a redirect to another host
+        (see `ctexplore.fetch.BoundedDownloader`). The message names the URL.
     ChecksumError
         A download does not match ``known_hashes``.
     UnsafeArchiveError
@@ -458,6 +468,7 @@ def fetch_cq500(
                     hashes.get(name),
                     progress=progress,
                     timeout=timeout,
+                    max_bytes=max_bytes,
                 )
                 _unpack(archive, folder)
                 if not keep_zips:
@@ -469,11 +480,31 @@ def fetch_cq500(
     return folders
 
 
-def _download(url: str, folder: Path, fname: str, known_hash: str | None, *, progress: bool, timeout: float) -> Path:
-    """Fetch ``url`` into ``folder/fname`` through pooch's cache and hash check."""
+def _download(
+    url: str,
+    folder: Path,
+    fname: str,
+    known_hash: str | None,
+    *,
+    progress: bool,
+    timeout: float,
+    max_bytes: int = _CQ500_MAX_ZIP_BYTES,
+) -> Path:
+    """Fetch ``url`` into ``folder/fname`` through pooch's cache and hash check, resuming ``fname.part``."""
     import pooch
 
-    downloader = _ResumableDownloader(folder / f"{fname}.part", progress=progress, timeout=timeout)
+    from .fetch import BoundedDownloader
+
+    downloader = BoundedDownloader(
+        max_bytes=max_bytes,
+        timeout=timeout,
+        part=folder / f"{fname}.part",
+        progress=progress,
+        mirror_hint=(
+            f" Set {CQ500_URL_ENV} (or base_url=) to a reachable mirror, or download the zip yourself and unzip "
+            "it so that the patient folder holds 'Unknown Study/'."
+        ),
+    )
     pooch_logger = pooch.get_logger()
     pooch_level = pooch_logger.level
     # pooch's own messages point at pooch.retrieve's arguments; ours name fetch_cq500's.
@@ -505,155 +536,6 @@ def _say(progress: bool, message: str) -> None:
     logger.info(message)
     if progress:
         print(message, file=sys.stderr)
-
-
-class _ResumableDownloader:
-    """A pooch downloader that keeps a ``.part`` file between calls and resumes it."""
-
-    def __init__(self, part: Path, *, progress: bool, timeout: float) -> None:
-        self.part = part
-        self.validator_file = part.with_name(part.name + ".validator")
-        self.progress = progress
-        self.timeout = timeout
-
-    def __call__(self, url: str, output_file: str, pooch: Any = None) -> None:
-        import http.client
-
-        try:
-            # The second attempt, without a Range, runs when the first cannot resume.
-            if not self._attempt(url, resume=True):
-                self._forget()
-                if not self._attempt(url, resume=False):
-                    raise DownloadError(
-                        f"{url} answered a request for the whole file with a part "
-                        "of it; cannot download from this server.",
-                        url,
-                    )
-        # urllib's connection errors and timeouts are OSErrors; a cut-off body is an HTTPException
-        except (OSError, http.client.HTTPException) as error:
-            raise _offline_error(url, error, self.part) from None
-        os.replace(self.part, output_file)
-        self.validator_file.unlink(missing_ok=True)
-
-    def _attempt(self, url: str, *, resume: bool) -> bool:
-        """One request; False where the server's answer does not continue our part."""
-        import urllib.error
-        import urllib.request
-
-        offset = self.part.stat().st_size if resume and self.part.exists() else 0
-        validator = self._read_validator()
-        headers = {"Accept-Encoding": "identity"}  # byte ranges must count raw bytes
-        if offset and validator:
-            headers["Range"] = f"bytes={offset}-"
-            # If the file changed since the partial download, the server sends it whole.
-            headers["If-Range"] = validator
-        else:
-            offset = 0
-        try:
-            response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=self.timeout)
-        except urllib.error.HTTPError as error:  # an HTTP error status is an answer too
-            response = error
-        with response:
-            if response.status == 416:
-                # Nothing beyond what we hold: complete if the sizes agree.
-                total = _content_range_total(response.headers.get("Content-Range", ""))
-                return offset > 0 and total == offset
-            _raise_for_status(response, url)
-            start = 0
-            if response.status == 206:
-                start = _content_range_start(response.headers.get("Content-Range", ""))
-                if start != offset:
-                    return False
-            self._receive(response, start)
-        return True
-
-    def _receive(self, response: Any, start: int) -> None:
-        self.part.parent.mkdir(parents=True, exist_ok=True)
-        if start == 0:
-            validator = _strong_validator(response.headers)
-            if validator:
-                self.validator_file.write_text(validator)
-            else:
-                self.validator_file.unlink(missing_ok=True)
-        length = response.headers.get("Content-Length")
-        total = start + int(length) if length and length.isdigit() else None
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=self.part.name[:-5])
-        try:
-            with open(self.part, "r+b" if start else "wb") as out:
-                out.seek(start)
-                out.truncate()
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
-                    out.write(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-        finally:
-            if bar is not None:
-                bar.close()
-        received = self.part.stat().st_size
-        if total is not None and received != total:
-            url = response.geturl()
-            raise DownloadError(
-                f"{url} ended after {received} of {total} bytes. The part is kept in "
-                f"{self.part}: call again to resume.",
-                url,
-            )
-
-    def _read_validator(self) -> str | None:
-        try:
-            return self.validator_file.read_text().strip() or None
-        except OSError:
-            return None
-
-    def _forget(self) -> None:
-        self.part.unlink(missing_ok=True)
-        self.validator_file.unlink(missing_ok=True)
-
-
-def _strong_validator(headers: Mapping[str, str]) -> str | None:
-    etag = headers.get("ETag")
-    if etag and not etag.startswith("W/"):
-        return etag
-    return headers.get("Last-Modified")
-
-
-def _content_range_start(value: str) -> int:
-    match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", value)
-    return int(match.group(1)) if match else -1
-
-
-def _content_range_total(value: str) -> int:
-    match = re.match(r"bytes [^/]+/(\d+)", value)
-    return int(match.group(1)) if match else -1
-
-
-def _raise_for_status(response: Any, url: str) -> None:
-    if response.status < 400:
-        return
-    hint = " (no such file: check the patient number)" if response.status == 404 else ""
-    raise DownloadError(
-        f"{url} answered HTTP {response.status} {response.reason}{hint}. "
-        f"To use a mirror, set {CQ500_URL_ENV} or pass base_url=.",
-        url,
-    )
-
-
-def _offline_error(url: str, error: Exception, part: Path) -> DownloadError:
-    kept = (
-        f" The partial download in {part} is kept: calling again resumes it."
-        if part.exists() and part.stat().st_size
-        else ""
-    )
-    return DownloadError(
-        f"Could not download {url}: {type(error).__name__}: {error}. This machine seems "
-        f"offline, or the server is unreachable.{kept} Set {CQ500_URL_ENV} (or base_url=) "
-        "to a reachable mirror, or download the zip yourself and unzip it so that the "
-        "patient folder holds 'Unknown Study/'.",
-        url,
-    )
 
 
 def _unpack(archive: Path, folder: Path) -> None:

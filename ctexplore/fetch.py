@@ -18,13 +18,17 @@ Every download is bounded: the body may not exceed the size the registry
 names, the server must answer and keep sending within ``timeout`` seconds and
 faster than ``min_speed``, the body is asked for and accepted only without a
 Content-Encoding (a gzip body cannot expand on disk), and a redirect may not
-leave the host asked.
+leave the host asked. Given a ``part`` file, `BoundedDownloader` also resumes
+an interrupted download (used by `ctexplore.fetch_cq500`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import http.client
 import os
+import re
 import socket
 import ssl
 import threading
@@ -119,6 +123,16 @@ class BoundedDownloader:
     - the connection was cut before the announced length arrived;
     - no connection could be made (offline, or the server is unreachable).
 
+    With ``part``, the body is written to that file and moved to
+    ``output_file`` only once complete. If the download is interrupted, the
+    part stays, and the next call asks only for the rest: an HTTP Range
+    request guarded by If-Range with the strong validator (ETag, else
+    Last-Modified) of the first answer, so a file that changed on the server
+    is sent whole again (200) instead of being spliced onto the old bytes. A
+    206 answer is accepted only if its Content-Range starts where the part ends
+    and names the total length; otherwise the part is dropped and the file
+    downloaded anew. The size bounds apply to the whole file, part included.
+
     Parameters
     ----------
     expected_size : int, optional
@@ -134,11 +148,18 @@ class BoundedDownloader:
         Seconds the whole download may take.
     mirror_hint : str
         Appended to connection errors: what the user can do instead.
+    part : path-like, optional
+        File kept between calls to resume an interrupted download (its
+        validator is kept beside it, in ``<part>.validator``).
+    progress : bool, default False
+        Show a progress bar.
 
     Examples
     --------
     >>> downloader = BoundedDownloader(expected_size=526228, timeout=30)
     >>> downloader("https://example.org/01.dcm", "/tmp/01.dcm")  # doctest: +SKIP
+    >>> resuming = BoundedDownloader(max_bytes=2**30, part="/tmp/big.zip.part")
+    >>> resuming("https://example.org/big.zip", "/tmp/big.zip")  # doctest: +SKIP
     """
 
     def __init__(
@@ -150,6 +171,8 @@ class BoundedDownloader:
         min_speed: float = DEFAULT_MIN_SPEED,
         total_timeout: float | None = None,
         mirror_hint: str = "",
+        part: str | os.PathLike[str] | None = None,
+        progress: bool = False,
     ) -> None:
         self.expected_size = expected_size
         self.max_bytes = max_bytes if expected_size is None else expected_size
@@ -157,30 +180,96 @@ class BoundedDownloader:
         self.min_speed = min_speed
         self.total_timeout = total_timeout
         self.mirror_hint = mirror_hint
+        self.part = None if part is None else Path(part)
+        self.progress = progress
 
     def __call__(self, url: str, output_file: str | os.PathLike[str], pooch: Any = None) -> None:
         from .datasets import DownloadError
 
         started = time.monotonic()
+        if self.part is None:
+            self._attempt(url, Path(output_file), started, resume=False)
+            return
+        self.part.parent.mkdir(parents=True, exist_ok=True)
+        # The second attempt, without a Range, runs when the server's answer does not continue the part.
+        if not self._attempt(url, self.part, started, resume=True):
+            self._forget_part()
+            if not self._attempt(url, self.part, started, resume=False):
+                raise DownloadError(f"{url} answered a request for the whole file with a part of it; giving up.", url)
+        os.replace(self.part, output_file)
+        self._validator_file().unlink(missing_ok=True)
+
+    def _attempt(self, url: str, target: Path, started: float, *, resume: bool) -> bool:
+        """One request written into ``target``; False where the answer does not continue the part."""
+        from .datasets import DownloadError
+
+        offset, headers = 0, {}
+        validator = self._read_validator() if resume else None
+        size = target.stat().st_size if resume and target.is_file() else 0
+        if validator and 0 < size <= self.max_bytes:
+            offset = size
+            # If the file changed since the part was received, If-Range makes the server send it whole.
+            headers = {"Range": f"bytes={offset}-", "If-Range": validator}
         watchdog = _Watchdog()
         try:
-            response = self._open(url, watchdog)
+            response = self._open(url, watchdog, headers)
             try:
-                self._check_headers(response, url)
+                start = self._check_headers(response, url, offset)
+                if start is None or start < 0:
+                    return start is None  # None: 416, the part is already whole
                 deadline = None if self.total_timeout is None else started + self.total_timeout
                 watchdog.watch(watchdog.sock, deadline, f"the download took longer than {self.total_timeout} s")
                 with watchdog.running():
-                    self._receive(response, url, Path(output_file), started, watchdog)
+                    self._receive(response, url, target, start, started, watchdog)
             finally:
                 response.close()
         except DownloadError:
             raise
         except (OSError, http.client.HTTPException) as error:
             raise self._connection_error(url, error, watchdog) from None
+        return True
+
+    # -- the part file ---------------------------------------------------------------------------
+
+    def _validator_file(self) -> Path:
+        assert self.part is not None
+        return self.part.with_name(self.part.name + ".validator")
+
+    def _read_validator(self) -> str | None:
+        try:
+            return self._validator_file().read_text(encoding="utf-8").strip() or None
+        except OSError:  # no validator kept: the part cannot be resumed safely
+            return None
+
+    def _keep_validator(self, response: http.client.HTTPResponse) -> None:
+        if self.part is None:
+            return
+        etag = response.getheader("ETag")
+        validator = etag if etag and not etag.startswith("W/") else response.getheader("Last-Modified")
+        if validator:
+            self._validator_file().write_text(validator, encoding="utf-8")
+        else:
+            self._validator_file().unlink(missing_ok=True)
+
+    def _forget_part(self) -> None:
+        if self.part is not None:
+            self.part.unlink(missing_ok=True)
+            self._validator_file().unlink(missing_ok=True)
+
+    def _resumable(self) -> str:
+        """The part kept for next time, if any (said after errors whose message has its own advice)."""
+        kept = self._kept()
+        return "" if kept.startswith(" Nothing") else kept
+
+    def _kept(self) -> str:
+        """What happens to the bytes received: resumed next time (with a part) or nothing kept."""
+        if self.part is not None and self.part.is_file() and self.part.stat().st_size:
+            return f" The {self.part.stat().st_size} bytes received are kept in {self.part}: calling again resumes it."
+        return " Nothing was kept. Try again."
 
     # -- request -------------------------------------------------------------------------------
 
-    def _open(self, url: str, watchdog: _Watchdog) -> http.client.HTTPResponse:
+    def _open(self, url: str, watchdog: _Watchdog, extra_headers: Mapping[str, str]) -> http.client.HTTPResponse:
         from .datasets import DownloadError
 
         first = urllib.parse.urlsplit(url)
@@ -201,7 +290,12 @@ class BoundedDownloader:
                 connection.request(
                     "GET",
                     path,
-                    headers={"Accept-Encoding": "identity", "User-Agent": "ctexplore", "Connection": "close"},
+                    headers={
+                        "Accept-Encoding": "identity",
+                        "User-Agent": "ctexplore",
+                        "Connection": "close",
+                        **extra_headers,
+                    },
                 )
                 response = connection.getresponse()
             if response.status not in (301, 302, 303, 307, 308):
@@ -218,10 +312,22 @@ class BoundedDownloader:
             current = target
         raise DownloadError(f"{url} redirected more than {_MAX_REDIRECTS} times; giving up.", url)
 
-    def _check_headers(self, response: http.client.HTTPResponse, url: str) -> None:
+    def _check_headers(self, response: http.client.HTTPResponse, url: str, offset: int) -> int | None:
+        """Where the body starts in the file (0, or ``offset`` for a 206); None for a 416 saying the part is
+        whole, -1 where the answer does not continue the part."""
         from .datasets import DownloadError
 
-        if response.status != 200:
+        if offset and response.status == 416:
+            total = re.fullmatch(r"bytes \*/(\d+)", (response.getheader("Content-Range") or "").strip())
+            return None if total is not None and int(total.group(1)) == offset else -1
+        start = 0
+        if offset and response.status == 206:
+            content_range = (response.getheader("Content-Range") or "").strip()
+            parts = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", content_range)
+            if parts is None or int(parts.group(1)) != offset or int(parts.group(2)) + 1 != int(parts.group(3)):
+                return -1  # not the rest of the file: start over
+            start = offset
+        elif response.status != 200:
             hint = " (no such file on the server)" if response.status == 404 else ""
             status = f"HTTP {response.status} {response.reason}"
             raise DownloadError(f"{url} answered {status}{hint}.{self.mirror_hint}", url)
@@ -235,7 +341,7 @@ class BoundedDownloader:
             )
         length = response.getheader("Content-Length")
         if length is not None and length.strip().isdigit():
-            announced = int(length)
+            announced = start + int(length)
             if self.expected_size is not None and announced != self.expected_size:
                 raise DownloadError(
                     f"{url} announces {announced} bytes but the registry says the file has {self.expected_size}: "
@@ -248,31 +354,60 @@ class BoundedDownloader:
                     "it. Raise max_bytes if the file is really that large.",
                     url,
                 )
+        if start == 0:
+            self._keep_validator(response)
+        return start
 
     # -- body ------------------------------------------------------------------------------------
 
     def _receive(
-        self, response: http.client.HTTPResponse, url: str, output: Path, started: float, watchdog: _Watchdog
+        self,
+        response: http.client.HTTPResponse,
+        url: str,
+        output: Path,
+        start: int,
+        started: float,
+        watchdog: _Watchdog,
     ) -> None:
         from .datasets import DownloadError
 
         length = response.getheader("Content-Length")
-        announced = int(length) if length is not None and length.strip().isdigit() else None
-        received = 0
+        announced = start + int(length) if length is not None and length.strip().isdigit() else None
+        received = start
         window_start, window_bytes = time.monotonic(), 0
-        with open(output, "wb") as out:
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=announced, initial=start, unit="B", unit_scale=True, desc=output.name.removesuffix(".part")
+            )
+        with (
+            # unbuffered: a full disk fails the write that hit it, not a later flush
+            open(output, "r+b" if start else "wb", buffering=0) as out,
+            contextlib.closing(bar) if bar is not None else contextlib.nullcontext(),
+        ):
+            out.seek(start)
+            out.truncate()
             while True:
                 chunk = response.read1(_CHUNK)
                 if not chunk:
                     break
                 received += len(chunk)
                 if received > self.max_bytes:
+                    out.close()
+                    self._forget_part()
                     limit = "the registry's size" if self.expected_size is not None else "the limit"
                     raise DownloadError(
                         f"{url} sent more than {self.max_bytes} bytes ({limit}); stopped there and kept nothing.",
                         url,
                     )
-                out.write(chunk)
+                try:
+                    _write_all(out, chunk)
+                except OSError as error:
+                    raise self._write_error(url, output, out.tell(), announced, error) from None
+                if bar is not None:
+                    bar.update(len(chunk))
                 now = time.monotonic()
                 window_bytes += len(chunk)
                 if now - window_start >= self.timeout:
@@ -280,40 +415,69 @@ class BoundedDownloader:
                         raise DownloadError(
                             f"{url} is too slow: {window_bytes} bytes in the last {now - window_start:.0f} s, "
                             f"below {self.min_speed:.0f} bytes/s; gave up after {received} bytes. "
-                            f"Try again later or use a faster mirror.{self.mirror_hint}",
+                            f"Try again later or use a faster mirror.{self._resumable()}{self.mirror_hint}",
                             url,
                         )
                     window_start, window_bytes = now, 0
                 if self.total_timeout is not None and now - started > self.total_timeout:
                     raise DownloadError(
-                        f"{url} took longer than {self.total_timeout:.0f} s (received {received} bytes); gave up.",
+                        f"{url} took longer than {self.total_timeout:.0f} s (received {received} bytes); gave up."
+                        f"{self._resumable()}",
                         url,
                     )
         if watchdog.fired:
-            raise DownloadError(f"Could not download {url}: {watchdog.reason}; gave up.{self.mirror_hint}", url)
+            raise DownloadError(
+                f"Could not download {url}: {watchdog.reason}; gave up.{self._resumable()}{self.mirror_hint}", url
+            )
         expected = announced if announced is not None else self.expected_size
         if expected is not None and received != expected:
             raise DownloadError(
-                f"the connection to {url} was cut after {received} of {expected} bytes; nothing was kept. Try again.",
+                f"the connection to {url} was cut after {received} of {expected} bytes.{self._kept()}",
                 url,
             )
+
+    def _write_error(self, url: str, output: Path, written: int, announced: int | None, error: OSError) -> Exception:
+        """A local write failed: name the disk's cause, not the network's."""
+        from .datasets import DownloadError
+
+        causes = {
+            errno.ENOSPC: "the disk is full",
+            errno.EFBIG: "this process's file-size limit (ulimit -f) was reached",
+            getattr(errno, "EDQUOT", -1): "the disk quota is used up",
+        }
+        cause = causes.get(error.errno or 0, f"{type(error).__name__}: {error}")
+        if announced is None:
+            self._forget_part()
+            return DownloadError(
+                f"Could not write {output} after {written} bytes of {url}: {cause}. The server announced no length "
+                f"(an endless body?), so what arrived was deleted; max_bytes ({self.max_bytes}) bounds such a "
+                "download: lower it, or make room if the file is known to be that large.",
+                url,
+            )
+        return DownloadError(
+            f"Could not write {output} after {written} of {announced} bytes of {url}: {cause}. Make room for the "
+            f"whole file.{self._resumable()}",
+            url,
+        )
 
     def _connection_error(self, url: str, error: BaseException, watchdog: _Watchdog) -> Exception:
         from .datasets import DownloadError
 
         if watchdog.fired:
-            return DownloadError(f"Could not download {url}: {watchdog.reason}; gave up.{self.mirror_hint}", url)
+            return DownloadError(
+                f"Could not download {url}: {watchdog.reason}; gave up.{self._resumable()}{self.mirror_hint}", url
+            )
         if isinstance(error, (socket.timeout, TimeoutError)):
             return DownloadError(
                 f"Could not download {url}: the server sent nothing for {self.timeout:.0f} s (timeout); "
-                f"try again later or raise timeout.{self.mirror_hint}",
+                f"try again later or raise timeout.{self._resumable()}{self.mirror_hint}",
                 url,
             )
         if isinstance(error, (ConnectionResetError, BrokenPipeError, http.client.IncompleteRead)) or (
             isinstance(error, http.client.RemoteDisconnected)
         ):
             return DownloadError(
-                f"the connection to {url} was cut ({type(error).__name__}: {error}); nothing was kept. Try again.",
+                f"the connection to {url} was cut ({type(error).__name__}: {error}).{self._kept()}",
                 url,
             )
         if isinstance(error, (ssl.SSLError, http.client.HTTPException)):
@@ -324,9 +488,16 @@ class BoundedDownloader:
             )
         return DownloadError(
             f"Could not connect to {url}: {type(error).__name__}: {error}. This machine seems offline, or the "
-            f"server is unreachable.{self.mirror_hint}",
+            f"server is unreachable.{self._resumable()}{self.mirror_hint}",
             url,
         )
+
+
+def _write_all(out: Any, data: bytes) -> None:
+    """Write all of ``data`` to an unbuffered file, whose writes may be partial."""
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view) :]
 
 
 def _connection(parts: urllib.parse.SplitResult, timeout: float) -> tuple[http.client.HTTPConnection, str]:

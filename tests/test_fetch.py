@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import socket
 import struct
 import threading
@@ -119,9 +120,13 @@ class _HostileHandler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.server.paths.append(self.path)
+        self.server.headers.append(dict(self.headers))
         mode = self.server.mode
         zeros = bytes(64 * 1024)
         try:
+            if mode in ("resumable", "wrong-range"):
+                self._serve_ranges(mode)
+                return
             if mode == "trickle-headers":
                 for byte in b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\n":
                     self.wfile.write(bytes([byte]))
@@ -160,6 +165,26 @@ class _HostileHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the client hung up: what a bounded client does
             pass
 
+    def _serve_ranges(self, mode: str) -> None:
+        """``server.payload`` with an ETag, Range and If-Range; the first answer is cut after ``server.cut_after``
+        bytes. In ``wrong-range`` mode a Range request gets a 206 that starts at 0 whatever was asked."""
+        data = self.server.payload
+        etag = f'"{hashlib.md5(data).hexdigest()}"'
+        asked = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+        start, status = 0, 200
+        if asked and self.headers.get("If-Range") == etag:
+            start, status = (0 if mode == "wrong-range" else int(asked.group(1))), 206
+        body = data[start:]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", etag)
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.end_headers()
+        if self.server.cut_after is not None:
+            body, self.server.cut_after = body[: self.server.cut_after], None
+        self._send(body)
+
 
 @pytest.fixture
 def hostile():
@@ -169,7 +194,8 @@ def hostile():
     def start(mode: str, location: str = ""):
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), _HostileHandler)
         httpd.daemon_threads = True
-        httpd.mode, httpd.location, httpd.sent, httpd.paths = mode, location, 0, []
+        httpd.mode, httpd.location, httpd.sent, httpd.paths, httpd.headers = mode, location, 0, [], []
+        httpd.payload, httpd.cut_after = bytes(range(256)) * 4000, None
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         started.append(httpd)
         return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/"
@@ -314,3 +340,160 @@ def test_a_configured_http_proxy_is_used(server_headers, monkeypatch, tmp_path):
     with pytest.raises(DownloadError, match="404"):
         fetch_head_ct("ge-hispeed-head", tmp_path, base_url="http://ct.example.invalid/data/", timeout=5)
     assert headers[0]["path"] == "http://ct.example.invalid/data/In/GE/01.dcm"
+
+
+# --------------------------------------------------------------------------------------------
+# resuming a download into a part file (what fetch_cq500 does)
+# --------------------------------------------------------------------------------------------
+
+
+class TestResume:
+    def test_a_cut_download_resumes_where_it_stopped_and_gives_the_right_bytes(self, hostile, tmp_path):
+        httpd, url = hostile("resumable")
+        httpd.cut_after = 300_000
+        part, output = tmp_path / "big.zip.part", tmp_path / "big.zip"
+        with pytest.raises(DownloadError, match=f"was cut after 300000 of {len(httpd.payload)} bytes") as caught:
+            BoundedDownloader(max_bytes=10**7, timeout=5, part=part)(url + "big.zip", output)
+        assert "offline" not in str(caught.value)
+        assert f"kept in {part}: calling again resumes it" in str(caught.value)
+        assert part.read_bytes() == httpd.payload[:300_000] and not output.exists()
+
+        BoundedDownloader(max_bytes=10**7, timeout=5, part=part)(url + "big.zip", output)
+
+        assert httpd.headers[-1]["Range"] == "bytes=300000-"
+        assert httpd.headers[-1]["If-Range"] == f'"{hashlib.md5(httpd.payload).hexdigest()}"'
+        assert httpd.sent == len(httpd.payload)  # the first 300000 bytes were not sent again
+        assert output.read_bytes() == httpd.payload
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["big.zip"]  # part and validator are gone
+
+    def test_a_file_changed_on_the_server_is_downloaded_whole_again(self, hostile, tmp_path):
+        httpd, url = hostile("resumable")
+        httpd.cut_after = 300_000
+        part, output = tmp_path / "big.zip.part", tmp_path / "big.zip"
+        with pytest.raises(DownloadError, match="was cut"):
+            BoundedDownloader(max_bytes=10**7, timeout=5, part=part)(url + "big.zip", output)
+        httpd.payload = bytes(reversed(httpd.payload))[:700_000]  # another file: another ETag
+
+        BoundedDownloader(max_bytes=10**7, timeout=5, part=part)(url + "big.zip", output)
+
+        assert httpd.headers[-1]["Range"] == "bytes=300000-"  # it asked for the rest ...
+        assert output.read_bytes() == httpd.payload  # ... and got the new file whole, not spliced
+
+    def test_a_206_that_does_not_continue_the_part_starts_over(self, hostile, tmp_path):
+        httpd, url = hostile("wrong-range")
+        httpd.cut_after = 1000
+        part, output = tmp_path / "big.zip.part", tmp_path / "big.zip"
+        with pytest.raises(DownloadError, match="was cut after 1000"):
+            BoundedDownloader(max_bytes=10**7, timeout=5, part=part)(url + "big.zip", output)
+
+        BoundedDownloader(max_bytes=10**7, timeout=5, part=part)(url + "big.zip", output)
+
+        assert [h.get("Range") for h in httpd.headers] == [None, "bytes=1000-", None]
+        assert output.read_bytes() == httpd.payload
+
+    def test_the_part_counts_towards_max_bytes(self, hostile, tmp_path):
+        httpd, url = hostile("resumable")
+        httpd.cut_after = 600_000
+        part, output = tmp_path / "big.zip.part", tmp_path / "big.zip"
+        with pytest.raises(DownloadError, match="was cut"):
+            BoundedDownloader(max_bytes=10**7, timeout=5, part=part)(url + "big.zip", output)
+        with pytest.raises(DownloadError, match=f"announces {len(httpd.payload)} bytes, more than the limit of 900000"):
+            BoundedDownloader(max_bytes=900_000, timeout=5, part=part)(url + "big.zip", output)
+        assert httpd.headers[-1]["Range"] == "bytes=600000-"  # the rest alone (424000 bytes) is within the limit
+
+    def test_an_endless_body_stops_at_max_bytes_and_keeps_no_part(self, hostile, tmp_path):
+        httpd, url = hostile("endless")
+        part = tmp_path / "x.zip.part"
+        with pytest.raises(DownloadError, match="more than 1000000 bytes") as caught:
+            BoundedDownloader(max_bytes=10**6, timeout=5, part=part)(url + "x.zip", tmp_path / "x.zip")
+        assert "resume" not in str(caught.value)
+        assert list(tmp_path.iterdir()) == []
+
+
+class TestFetchCq500AgainstHostileServers:
+    """fetch_cq500 downloads with BoundedDownloader: each attack is refused with its true cause."""
+
+    def fetch(self, url: str, dest: Path, **kwargs):
+        from ctexplore.datasets import fetch_cq500
+
+        return fetch_cq500([1], dest, base_url=url, progress=False, **{"timeout": 5, **kwargs})
+
+    def test_a_cut_connection_says_cut_and_resume(self, hostile, tmp_path):
+        _, url = hostile("cut")
+        with pytest.raises(DownloadError, match=f"was cut after 1000 of {FIRST_SIZE} bytes") as caught:
+            self.fetch(url, tmp_path)
+        assert "offline" not in str(caught.value) and "calling again resumes it" in str(caught.value)
+        assert not (tmp_path / "CQ500-CT-1").exists()
+
+    def test_a_reset_connection_says_cut(self, hostile, tmp_path):
+        _, url = hostile("reset")
+        with pytest.raises(DownloadError, match="was cut") as caught:
+            self.fetch(url, tmp_path)
+        assert "offline" not in str(caught.value)
+
+    def test_an_endless_body_stops_at_max_bytes(self, hostile, tmp_path):
+        httpd, url = hostile("endless")
+        with pytest.raises(DownloadError, match="more than 1000000 bytes") as caught:
+            self.fetch(url, tmp_path, max_bytes=10**6)
+        assert "resume" not in str(caught.value)
+        assert httpd.sent < 64 * FIRST_SIZE and list(tmp_path.rglob("*")) == []
+
+    def test_a_huge_content_length_is_refused_before_the_body(self, hostile, tmp_path):
+        _, url = hostile("huge-length")
+        with pytest.raises(DownloadError, match=f"announces {10**12} bytes, more than the limit of {20 * 1024**3}"):
+            self.fetch(url, tmp_path)
+        assert list(tmp_path.rglob("*")) == []
+
+    def test_a_redirect_to_another_host_is_not_followed(self, hostile, tmp_path):
+        other, other_url = hostile("endless")
+        _, url = hostile("redirect", location=other_url.replace("127.0.0.1", "localhost") + "CQ500-CT-1.zip")
+        with pytest.raises(DownloadError, match="redirects to another host"):
+            self.fetch(url, tmp_path)
+        assert other.paths == []
+
+    def test_a_trickle_times_out(self, hostile, tmp_path):
+        httpd, url = hostile("trickle")
+        with pytest.raises(DownloadError, match="too slow: .* below 1024 bytes/s"):
+            self.fetch(url, tmp_path, timeout=1.5)
+        assert httpd.sent < 20
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs resource limits on a child process")
+@pytest.mark.parametrize("mode", ["endless", "cut-large"])
+def test_a_full_disk_is_named_not_called_offline(hostile, tmp_path, mode):
+    """A child whose file-size limit (ulimit -f) is 1 MB downloads more than that into a part."""
+    import subprocess
+    import sys
+
+    httpd, url = hostile("endless" if mode == "endless" else "resumable")
+    httpd.payload = bytes(3 * 10**6)
+    part = tmp_path / "x.zip.part"
+    script = (
+        "import resource, signal, sys\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (10**6, 10**6))\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "from ctexplore.fetch import BoundedDownloader\n"
+        "from ctexplore.datasets import DownloadError\n"
+        "url, part, output = sys.argv[1:]\n"
+        "try:\n"
+        "    BoundedDownloader(max_bytes=10**8, timeout=5, part=part)(url, output)\n"
+        "except DownloadError as error:\n"
+        "    print(error)\n"
+    )
+    repo = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", script, url + "x.zip", str(part), str(tmp_path / "x.zip")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONPATH": repo},
+    )
+    message = done.stdout
+    assert "file-size limit (ulimit -f) was reached" in message and "offline" not in message
+    if mode == "endless":
+        assert "announced no length" in message and "resume" not in message
+        assert not part.exists()
+    else:
+        assert f"after 1000000 of {3 * 10**6} bytes" in message and "calling again resumes it" in message
+        assert part.stat().st_size == 10**6
