@@ -20,6 +20,8 @@ from pathlib import Path
 
 __all__ = ["Labels", "READS_PIN", "cq500_labels", "fetch_cq500_reads", "patient_split", "study_name"]
 
+_READS_MAX_BYTES = 64 * 2**20  # reads.csv is about 100 kB: a bigger body is not that file
+
 logger = logging.getLogger(__name__)
 
 #: File beside the downloaded ``reads.csv`` that holds its pinned ``sha256:<hex>``.
@@ -105,7 +107,9 @@ def fetch_cq500_reads(
     expected = known_hash or pinned
     url = f"{(base_url or os.environ.get(CQ500_URL_ENV) or CQ500_BASE_URL).rstrip('/')}/reads.csv"
     try:
-        path = _download(url, root, "reads.csv", expected, progress=progress, timeout=timeout)
+        path = _download(
+            url, root, "reads.csv", expected, progress=progress, timeout=timeout, max_bytes=_READS_MAX_BYTES
+        )
     except ChecksumError as error:
         where = "the known_hash given" if known_hash else f"the pin {pin} written at the first download"
         raise ChecksumError(
