@@ -694,6 +694,9 @@ def _check_frame_sizes(header: SliceHeader, dataset: Any) -> None:
 def _require_decoder(header: SliceHeader, syntax: Any) -> None:
     from pydicom.pixels import get_decoder
 
+    from ._imagecodecs_plugin import register
+
+    register()  # the permissive decoder of 12-bit JPEG Extended, after pydicom's own plugins
     try:
         decoder = get_decoder(syntax)
     except NotImplementedError:
@@ -707,6 +710,5 @@ def _require_decoder(header: SliceHeader, syntax: Any) -> None:
         raise DecodeError(
             f"{header.path}: transfer syntax {syntax.name} ({syntax}) needs a decoder plugin that is not "
             f"installed ({missing}). Install the permissive plugins ctexplore depends on (`pip install "
-            "pylibjpeg pylibjpeg-openjpeg pylibjpeg-rle pyjpegls python-gdcm pillow`); 12-bit JPEG Extended "
-            '(1.2.840.10008.1.2.4.51) needs the GPL decoder: `pip install "ctexplore[libjpeg]"`.'
+            "pylibjpeg pylibjpeg-openjpeg pylibjpeg-rle pyjpegls python-gdcm pillow imagecodecs`)."
         )
