@@ -884,13 +884,17 @@ def view(
     +/- zoom, r reset. The tool menu switches clicks to line (mm) and box or
     ellipse (mean, SD, min, max HU, area) measurements.
 
-    Loading: the page gets the three planes through the crosshair first and
-    paints them (window changes work at once), then the rest of the volume in
-    16 MiB slabs; scrolling and clicks start when all slices are in.
+    Loading: the three planes through the crosshair go out with the cell's
+    output, before anything else; the page paints them from their own buffers
+    (window changes work at once), then makes the whole-volume array and asks
+    for the rest in 16 MiB slabs; scrolling and clicks start when all slices
+    are in.
 
     Without a kernel: the output also holds a static PNG of the three planes
     with plane, slice, window and orientation letters, which nbconvert HTML and
-    GitHub show. A notebook reopened in JupyterLab 4 shows that picture and,
+    GitHub show. In IPython it is drawn (matplotlib) just after the cell, so the
+    live picture does not wait for it; until then a plain picture of the main
+    plane stands in. A notebook reopened in JupyterLab 4 shows that picture and,
     in place of the widget whose model is gone, a line saying so (measured
     in ``tests/test_viewer_browser.py``). Call :meth:`CTViewer.update_static`
     to redraw the picture from the current state. A viewer whose kernel stops
