@@ -696,10 +696,11 @@ if anywidget is not None:
             shell = get_ipython()
             self._static_handle = display(self._static_bundle(quick=shell is not None), raw=True, display_id=True)
             if shell is not None:
+                handle = self._static_handle  # this output's, should the widget be shown twice in a cell
 
                 def draw_static(*_: Any) -> None:
                     shell.events.unregister("post_run_cell", draw_static)
-                    self.update_static()
+                    handle.update(self._static_bundle(), raw=True)
 
                 shell.events.register("post_run_cell", draw_static)
             bundle = super()._repr_mimebundle_(**kwargs)
