@@ -642,9 +642,11 @@ if anywidget is not None:
                 messages.append((chunk, [_buffer(layer[first : first + count]) for layer in layers]))
             return messages
 
-        def _send_volume(self, rest: bool) -> None:
+        def _send_volume(self, rest: bool, pushed: bool = False) -> None:
             # the planes alone first: 128 MiB of slabs queued behind them would delay the first picture
             messages = self._volume_messages()
+            if pushed:  # unasked for: the page stores it for the view that is about to be made
+                messages[0][0]["pushed"] = True
             for message, buffers in messages[1:] if rest else messages[:1]:
                 self.send(message, buffers)
 
@@ -669,20 +671,38 @@ if anywidget is not None:
             plt.close(figure)
             return buffer.getvalue()
 
-        def _static_bundle(self) -> dict[str, Any]:
+        def _static_bundle(self, quick: bool = False) -> dict[str, Any]:
             import base64
 
-            png = self.static_png()
+            if quick:  # the main plane windowed with numpy (milliseconds), sized for square millimetres
+                width, height = display_size(plane_geometry(self.volume, self.plane), self.volume.shape)
+                png, size = encode_png(render_state(self.volume, self.state)), f' width="{width}" height="{height}"'
+            else:
+                png, size = self.static_png(), ""
             alt = f"ctexplore viewer {self._static_id}: {readout_text(self.volume, self.state)}"
-            html = f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+            html = f'<img alt="{alt}"{size} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
             return {"text/html": html, "image/png": png, "text/plain": alt}
 
         def _repr_mimebundle_(self, **kwargs: Any) -> Any:
             # nbconvert shows only the widget view of an output once widget state is saved,
             # so the static picture is its own output; the live widget hides it in the page
+            from IPython import get_ipython
             from IPython.display import display
 
-            self._static_handle = display(self._static_bundle(), raw=True, display_id=True)
+            # the planes go out before any static picture: the page keeps them until its view exists.
+            # In IPython the labelled matplotlib picture (0.3-0.8 s) replaces a quick one after the
+            # cell, so the kernel is not busy drawing it while the page makes its first picture
+            self._send_volume(rest=False, pushed=True)
+            shell = get_ipython()
+            self._static_handle = display(self._static_bundle(quick=shell is not None), raw=True, display_id=True)
+            if shell is not None:
+                handle = self._static_handle  # this output's, should the widget be shown twice in a cell
+
+                def draw_static(*_: Any) -> None:
+                    shell.events.unregister("post_run_cell", draw_static)
+                    handle.update(self._static_bundle(), raw=True)
+
+                shell.events.register("post_run_cell", draw_static)
             bundle = super()._repr_mimebundle_(**kwargs)
             data = bundle[0] if isinstance(bundle, tuple) else bundle  # anywidget adds metadata
             if data is None:  # pragma: no cover - a widget without a view
@@ -758,7 +778,7 @@ def save_viewer_html(
         blobs.append(np.ascontiguousarray(array, np.uint8).tobytes())
         overlay_info.append({"name": overlay_name, "colours": [[0, 0, 0], list(_OVERLAY_COLOURS[i % 6])]})
     message = {"type": "volume", "padding": has_padding, "overlays": overlay_info}
-    script = (_STATIC_DIR / "viewer.js").read_text().replace("export default { render };", "")
+    script = (_STATIC_DIR / "viewer.js").read_text().replace("export default { initialize, render };", "")
     script = script.replace("export function createViewer", "function createViewer")
     payload = json.dumps([base64.b64encode(b).decode("ascii") for b in blobs])
     html = _HTML_TEMPLATE.format(
@@ -865,13 +885,17 @@ def view(
     +/- zoom, r reset. The tool menu switches clicks to line (mm) and box or
     ellipse (mean, SD, min, max HU, area) measurements.
 
-    Loading: the page gets the three planes through the crosshair first and
-    paints them (window changes work at once), then the rest of the volume in
-    16 MiB slabs; scrolling and clicks start when all slices are in.
+    Loading: the three planes through the crosshair go out with the cell's
+    output, before anything else; the page paints them from their own buffers
+    (window changes work at once), then makes the whole-volume array and asks
+    for the rest in 16 MiB slabs; scrolling and clicks start when all slices
+    are in.
 
     Without a kernel: the output also holds a static PNG of the three planes
     with plane, slice, window and orientation letters, which nbconvert HTML and
-    GitHub show. A notebook reopened in JupyterLab 4 shows that picture and,
+    GitHub show. In IPython it is drawn (matplotlib) just after the cell, so the
+    live picture does not wait for it; until then a plain picture of the main
+    plane stands in. A notebook reopened in JupyterLab 4 shows that picture and,
     in place of the widget whose model is gone, a line saying so (measured
     in ``tests/test_viewer_browser.py``). Call :meth:`CTViewer.update_static`
     to redraw the picture from the current state. A viewer whose kernel stops

@@ -232,6 +232,28 @@ class TestCTViewer:
         with pytest.raises(ValueError, match="overlay 'mask' has shape"):
             CTViewer(head, np.zeros((2, 2, 2), bool))
 
+    def test_planes_pushed_with_the_output_are_marked_for_the_page_to_keep(self, head):
+        viewer = view(head)
+        sent = []
+        viewer.send = lambda content, buffers=None: sent.append((content, buffers))  # the comm to the page
+        viewer._send_volume(rest=False, pushed=True)
+        viewer._on_message(viewer, {"type": "request_volume"}, [])  # a second view asks for its own
+        assert [(m["type"], m.get("pushed", False)) for m, _ in sent] == [
+            ("volume_start", True),
+            ("volume_start", False),
+        ]
+        assert [bytes(b) for b in sent[0][1]] == [bytes(b) for b in sent[1][1]]
+
+    def test_quick_static_picture_is_the_main_plane_in_square_millimetres(self, head):
+        viewer = view(head, plane="coronal", index=40)
+        bundle = viewer._static_bundle(quick=True)
+        image = _decode(bundle["image/png"])
+        geometry = plane_geometry(viewer.volume, "coronal")
+        np.testing.assert_array_equal(image, render_slice(slice_image(head.hu, geometry, 40), 40, 80))
+        width, height = display_size(geometry, head.shape)
+        assert f'width="{width}" height="{height}"' in bundle["text/html"]
+        assert "coronal 40/" in bundle["text/plain"]
+
     def test_static_picture_is_a_real_png(self, head):
         png = view(head, plane="coronal").static_png()
         assert max(_decode(png).shape[:2]) >= 256

@@ -101,6 +101,8 @@ def test_nbconvert_html_of_an_executed_notebook_shows_the_picture_offline(tmp_pa
             picture.wait_for(state="visible", timeout=15_000)
             size = page.evaluate("(img) => [img.naturalWidth, img.naturalHeight]", picture.element_handle())
             assert max(size) >= 256, size
+            # the three labelled planes side by side, drawn after the cell in place of the 160 px stand-in
+            assert size[0] > 1.5 * size[1], size
             assert "axial 24/39" in picture.get_attribute("alt")  # plane, slice and window go with it
             page.screenshot(path=str(tmp_path / "offline.png"))
         finally:

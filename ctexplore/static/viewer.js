@@ -32,7 +32,7 @@ function packRgba(c) {
   return (c[3] << 24) | (c[2] << 16) | (c[1] << 8) | c[0];
 }
 
-export function createViewer(model, root) {
+export function createViewer(model, root, pushed = null) {
   let vol = null;  // {hu: Int16Array, padding, overlays[], shape, strides}
   const meta = () => model.get("_meta");
   let lut = buildLut(model.get("center"), model.get("width"));
@@ -179,17 +179,20 @@ export function createViewer(model, root) {
     const g = geom(plane), d = dims(plane), p = panels[plane], n = d.rows * d.cols;
     const key = `${sliceIndex(plane)}|${flipH(plane)}`;
     if (p.plane && p.gatherKey === key && p.plane.length === n) return false;
+    // before the whole-volume array exists, the plane comes from the first message's own buffer
+    const source = vol.hu ? vol : vol.planes[g.slice_axis];
+    if (!vol.hu && sliceIndex(plane) !== vol.planesCrosshair[g.slice_axis]) return false;
     p.gatherKey = key;
     if (!p.plane || p.plane.length !== n) {
       p.plane = new Int16Array(n);
       p.padPlane = vol.padding ? new Uint8Array(n) : null;
       p.labelPlanes = vol.overlays.map(() => new Uint8Array(n));
     }
-    const s = vol.strides, hu = vol.hu, pad = vol.padding;
+    const s = source.strides, hu = source.hu, pad = source.padding;
     const base = sliceIndex(plane) * s[g.slice_axis];
     const sv = s[g.vertical_axis], sh = s[g.horizontal_axis];
     const fv = g.flip_vertical, fh = flipH(plane), step = fh ? -sh : sh;
-    const sources = [pad, ...vol.overlays.map((o) => o.data)];
+    const sources = [pad, ...source.overlays.map((o) => o.data)];
     const targets = [p.padPlane, ...p.labelPlanes];
     for (let row = 0; row < d.rows; row++) {
       const r = fv ? d.rows - 1 - row : row;
@@ -416,7 +419,7 @@ export function createViewer(model, root) {
   let wheelAccumulated = 0;
   panelsBox.addEventListener("wheel", (event) => {
     const plane = planeAt(event);
-    if (!plane || !vol) return;
+    if (!plane || !vol || !vol.hu) return;
     event.preventDefault();
     event.stopPropagation();
     activePlane = plane;
@@ -434,7 +437,7 @@ export function createViewer(model, root) {
   }, { passive: false });
 
   root.addEventListener("keydown", (event) => {
-    if (!vol || event.target.tagName === "SELECT") return;
+    if (!vol || !vol.hu || event.target.tagName === "SELECT") return;
     const plane = activePlane;
     let handled = true;
     if (event.key in STEP_KEYS) step(plane, STEP_KEYS[event.key]);
@@ -453,7 +456,7 @@ export function createViewer(model, root) {
   panelsBox.addEventListener("contextmenu", (event) => event.preventDefault());
   panelsBox.addEventListener("pointerdown", (event) => {
     const plane = planeAt(event);
-    if (!plane || !vol) return;
+    if (!plane || !vol || !vol.hu) return;
     root.focus({ preventScroll: true });
     activePlane = plane;
     event.target.setPointerCapture && event.target.setPointerCapture(event.pointerId);
@@ -624,33 +627,51 @@ export function createViewer(model, root) {
       showVolume();
       volumeDone(buffers);
     } else if (message.type === "volume_start") {
-      // the three planes through the crosshair: painted now, the rest of the volume follows in slabs
-      const n = shape[0] * strides[0];
-      vol = {
-        hu: new Int16Array(n), padding: message.padding ? new Uint8Array(n) : null,
-        overlays: message.overlays.map((o) => ({ ...o, data: new Uint8Array(n) })),
-        strides, loaded: 0, complete: false,
-      };
+      // the three planes through the crosshair: painted from their own buffers now; the whole-volume
+      // array (128 MiB for 256 x 512 x 512) is made after that picture, and the rest arrives in slabs
       root.dataset.volumeBytes = buffers.reduce((total, b) => total + b.byteLength, 0);
       root.dataset.planesReceivedMs = performance.now().toFixed(2);
-      const [k, j, i] = message.crosshair;
-      volumeLayers().forEach((layer, L) => {
-        copyInto(layer, buffers[3 * L], k * strides[0]);
-        const coronal = buffers[3 * L + 1], sagittal = buffers[3 * L + 2];
-        const size = layer.BYTES_PER_ELEMENT, rowBytes = shape[2] * size;
-        for (let z = 0; z < shape[0]; z++) {
-          copyInto(layer, new DataView(coronal.buffer, coronal.byteOffset + z * rowBytes, rowBytes), z * strides[0] + j * strides[1]);
-        }
-        const column = new DataView(sagittal.buffer, sagittal.byteOffset, sagittal.byteLength);
-        for (let z = 0, q = 0; z < shape[0]; z++) {
-          for (let r = 0; r < shape[1]; r++, q++) {
-            layer[z * strides[0] + r * strides[1] + i] = size === 2 ? column.getInt16(2 * q, true) : column.getUint8(q);
-          }
-        }
+      const n = shape[0] * strides[0];
+      const planes = [0, 1, 2].map((axis) => {
+        const kept = [0, 1, 2].filter((a) => a !== axis), s = [0, 0, 0];
+        s[kept[1]] = 1; s[kept[0]] = shape[kept[1]];
+        const layer = (L, Type) => {  // copied: buffers need not be aligned for an Int16Array view
+          const b = buffers[3 * L + axis], out = new Type(b.byteLength / Type.BYTES_PER_ELEMENT);
+          new Uint8Array(out.buffer).set(bytesOf(b));
+          return out;
+        };
+        let L = 1;
+        const padding = message.padding ? layer(L++, Uint8Array) : null;
+        const overlays = message.overlays.map(() => ({ data: layer(L++, Uint8Array) }));
+        return { hu: layer(0, Int16Array), padding, overlays, strides: s };
       });
+      vol = {
+        hu: null, padding: null, overlays: message.overlays.map((o) => ({ ...o, data: null })),
+        strides, loaded: 0, complete: false, planes, planesCrosshair: message.crosshair,
+      };
       showVolume();
       banner.style.display = ""; banner.textContent = "loading the volume into the page: 0 %";
-      requestAnimationFrame(() => model.send({ type: "request_rest" }));  // after the first picture is up
+      const planesVol = vol;
+      requestAnimationFrame(() => {  // after the first picture is up
+        if (vol !== planesVol) return;
+        vol.hu = new Int16Array(n);
+        vol.padding = message.padding ? new Uint8Array(n) : null;
+        vol.overlays.forEach((o) => { o.data = new Uint8Array(n); });
+        const [k, j, i] = message.crosshair;
+        volumeLayers().forEach((layer, L) => {
+          const axial = planes[0], coronal = planes[1], sagittal = planes[2];
+          const pick = (p) => (L === 0 ? p.hu : vol.padding && L === 1 ? p.padding : p.overlays[L - 1 - (vol.padding ? 1 : 0)].data);
+          layer.set(pick(axial), k * strides[0]);
+          const cor = pick(coronal), sag = pick(sagittal);
+          for (let z = 0; z < shape[0]; z++) layer.set(cor.subarray(z * shape[2], (z + 1) * shape[2]), z * strides[0] + j * strides[1]);
+          for (let z = 0, q = 0; z < shape[0]; z++) {
+            for (let r = 0; r < shape[1]; r++, q++) layer[z * strides[0] + r * strides[1] + i] = sag[q];
+          }
+        });
+        vol.planes = null;
+        for (const plane in panels) panels[plane].gatherKey = "";
+        model.send({ type: "request_rest" });
+      });
     } else if (message.type === "volume_chunk" && vol && !vol.complete) {
       volumeLayers().forEach((layer, L) => copyInto(layer, buffers[L], message.first * strides[0]));
       vol.loaded += message.count;
@@ -666,7 +687,8 @@ export function createViewer(model, root) {
     }
   }
   function volumeLayers() { return [vol.hu, vol.padding, ...vol.overlays.map((o) => o.data)].filter(Boolean); }
-  model.on("msg:custom", receive);
+  // pushed planes are for a view about to be made (render hands them over); this one has its volume
+  model.on("msg:custom", (message, buffers) => { if (!message.pushed) receive(message, buffers); });
   // a new grid (full resolution slab or preview) is announced by new metadata, then its buffers follow
   model.on("change:_meta", () => {
     vol = null;
@@ -705,8 +727,19 @@ export function createViewer(model, root) {
     }
   }, 2000);
   root.dataset.volumeRequestedMs = performance.now().toFixed(2);
-  model.send({ type: "request_volume" });
+  // planes the kernel pushed before this view existed are painted at once; otherwise ask for them
+  if (pushed) requestAnimationFrame(() => receive(...pushed));
+  else model.send({ type: "request_volume" });
   return () => { resize.disconnect(); if (heartbeat) clearInterval(heartbeat); };
+}
+
+// _static_id -> [message, buffers] of the planes the kernel sent with the cell's output, before any view
+const pushedPlanes = new Map();
+
+function initialize({ model }) {
+  model.on("msg:custom", (message, buffers) => {
+    if (message.type === "volume_start" && message.pushed) pushedPlanes.set(model.get("_static_id"), [message, buffers]);
+  });
 }
 
 function render({ model, el: root }) {
@@ -714,7 +747,9 @@ function render({ model, el: root }) {
   const style = document.createElement("style");
   style.textContent = `img[alt^="ctexplore viewer ${model.get("_static_id")}"] { display: none; }`;
   document.head.appendChild(style);
-  return createViewer(model, root);
+  const id = model.get("_static_id"), pushed = pushedPlanes.get(id) || null;
+  pushedPlanes.delete(id);  // a second view of the same widget asks for its own copy
+  return createViewer(model, root, pushed);
 }
 
-export default { render };
+export default { initialize, render };
