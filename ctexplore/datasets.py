@@ -489,8 +489,12 @@ def _download(
     progress: bool,
     timeout: float,
     max_bytes: int = _CQ500_MAX_ZIP_BYTES,
+    manual: str = "download the zip yourself and unzip it so that the patient folder holds 'Unknown Study/'",
 ) -> Path:
-    """Fetch ``url`` into ``folder/fname`` through pooch's cache and hash check, resuming ``fname.part``."""
+    """Fetch ``url`` into ``folder/fname`` through pooch's cache and hash check, resuming ``fname.part``.
+
+    `manual` is what to do by hand when no server answers.
+    """
     import pooch
 
     from .fetch import BoundedDownloader
@@ -500,10 +504,7 @@ def _download(
         timeout=timeout,
         part=folder / f"{fname}.part",
         progress=progress,
-        mirror_hint=(
-            f" Set {CQ500_URL_ENV} (or base_url=) to a reachable mirror, or download the zip yourself and unzip "
-            "it so that the patient folder holds 'Unknown Study/'."
-        ),
+        mirror_hint=f" Set {CQ500_URL_ENV} (or base_url=) to a reachable mirror, or {manual}.",
     )
     pooch_logger = pooch.get_logger()
     pooch_level = pooch_logger.level

@@ -108,7 +108,14 @@ def fetch_cq500_reads(
     url = f"{(base_url or os.environ.get(CQ500_URL_ENV) or CQ500_BASE_URL).rstrip('/')}/reads.csv"
     try:
         path = _download(
-            url, root, "reads.csv", expected, progress=progress, timeout=timeout, max_bytes=_READS_MAX_BYTES
+            url,
+            root,
+            "reads.csv",
+            expected,
+            progress=progress,
+            timeout=timeout,
+            max_bytes=_READS_MAX_BYTES,
+            manual="download reads.csv yourself and give its path (--labels PATH, cq500_labels(PATH))",
         )
     except ChecksumError as error:
         where = "the known_hash given" if known_hash else f"the pin {pin} written at the first download"
