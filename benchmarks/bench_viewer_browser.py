@@ -142,7 +142,7 @@ def reset_probe(page) -> None:
     page.evaluate("() => { const p = window.__bench; p.inputs.length = p.paints.length = p.frames.length = 0; }")
 
 
-def run(steps: int) -> None:
+def run(steps: int, gap_ms: int = 20) -> None:
     from playwright.sync_api import sync_playwright
 
     work = Path(tempfile.mkdtemp(prefix="bench-viewer-"))
@@ -223,10 +223,11 @@ def run(steps: int) -> None:
             count = int(page.locator(axial).get_attribute("data-paints"))
             page.mouse.wheel(0, -100 if (i // 20) % 2 == 0 else 100)
             wait_paints(page, axial, count + 1)
-            page.wait_for_timeout(20)  # let the frame after the paint happen before the next notch
+            page.wait_for_timeout(gap_ms)  # let the frame after the paint happen before the next notch
         wheel = input_to_frame(page, ("wheel",))
         print(summary("wheel notch -> canvas drawn", [w[0] for w in wheel]))
         print(summary("  of which the viewer's own work", [w[2] for w in wheel]))
+        print(summary("  of which waiting to be dispatched", [w[0] - w[2] for w in wheel]))
         print(summary("wheel notch -> next frame (picture painted)", [w[1] for w in wheel], "target 20 / 35 ms"))
 
         # ---- held key ----------------------------------------------------------------------
@@ -418,7 +419,9 @@ def ipyniivue_version() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100, help="wheel notches per viewer (default 100)")
-    run(parser.parse_args().steps)
+    parser.add_argument("--gap", type=int, default=20, help="ms between a wheel notch's paint and the next notch")
+    args = parser.parse_args()
+    run(args.steps, args.gap)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -30,6 +31,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
+VIEWER_JS = (REPO / "ctexplore" / "static" / "viewer.js").read_text()
 CHROMIUM = Path(os.environ.get("CTEXPLORE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -49,7 +51,7 @@ SETUP_SOURCE = (
     "import numpy as np\n"
     "from synthetic_volumes import BLEED_CENTRE_MM, synthetic_head\n"
     "import ctexplore\n"
-    f"volume = synthetic_head((40, 160, 160), {SPACING_MM})\n"
+    f"volume = synthetic_head((40, 160, 160), {SPACING_MM}, padding=True)\n"
     "bleed = volume.hu == 70\n"
     "viewer = ctexplore.view(volume, {'bleed': bleed}, index=24)\n"
     "viewer"
@@ -315,6 +317,30 @@ def test_click_moves_the_other_two_planes(lab: Any) -> None:
     assert wait_for_python(lab, "print(viewer.crosshair)", "[20, 50, 110]") == "[20, 50, 110]"
     hu = kernel_print(lab, "print(volume.hu[20, 50, 110])")
     assert viewer.locator(".ctv-crosshair-hu").inner_text() == f"crosshair (20, 50, 110): {hu} HU"
+
+
+def test_padding_reads_as_padding_not_air(lab: Any) -> None:
+    """Voxels outside the scanned field are shown in the padding colour and read as padding."""
+    viewer = _main(lab)
+    kernel_print(lab, "viewer.crosshair = [20, 16, 16]")  # the field of view is the inscribed circle
+    lab.wait_for_function(
+        "() => document.querySelector('.ctv-crosshair-hu').textContent.startsWith('crosshair (20, 16, 16)')"
+    )
+    assert (
+        viewer.locator(".ctv-crosshair-hu").inner_text()
+        == "crosshair (20, 16, 16): padding (outside the scanned field)"
+    )
+    assert kernel_print(lab, "print(bool(volume.padding[20, 16, 16]), volume.hu[20, 16, 16])") == "True -1000"
+    # the displayed pixel (8, 8): padding colour, not the black of air
+    rgb = lab.evaluate(
+        """() => { const c = document.querySelector('.ctexplore-viewer .ctv-axial canvas');
+        const r = c.width / c.clientWidth, px = (8.5 * c.clientWidth) / 160;
+        return [...c.getContext('2d').getImageData(Math.round(px * r), Math.round(px * r), 1, 1).data].slice(0, 3); }"""
+    )
+    padding_rgb = [int(v) for v in re.search(r"PADDING_RGBA = \[(\d+), (\d+), (\d+)", VIEWER_JS).groups()]
+    assert rgb == padding_rgb
+    kernel_print(lab, "viewer.crosshair = [20, 80, 80]")
+    lab.wait_for_function("() => / \\d+ HU$/.test(document.querySelector('.ctv-crosshair-hu').textContent)")
 
 
 def test_python_sets_window_and_slice_and_the_page_follows(lab: Any) -> None:

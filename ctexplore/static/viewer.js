@@ -179,20 +179,21 @@ export function createViewer(model, root, pushed = null) {
     const g = geom(plane), d = dims(plane), p = panels[plane], n = d.rows * d.cols;
     const key = `${sliceIndex(plane)}|${flipH(plane)}`;
     if (p.plane && p.gatherKey === key && p.plane.length === n) return false;
+    // while the volume loads only the planes of the first message are in the page (other slices of
+    // the whole-volume array are still zeros, which would read as 0 HU): keep the last picture
+    if (!vol.complete && sliceIndex(plane) !== vol.planesCrosshair[g.slice_axis]) return false;
     // before the whole-volume array exists, the plane comes from the first message's own buffer
     const source = vol.hu ? vol : vol.planes[g.slice_axis];
-    if (!vol.hu && sliceIndex(plane) !== vol.planesCrosshair[g.slice_axis]) return false;
     p.gatherKey = key;
-    if (!p.plane || p.plane.length !== n) {
-      p.plane = new Int16Array(n);
-      p.padPlane = vol.padding ? new Uint8Array(n) : null;
-      p.labelPlanes = vol.overlays.map(() => new Uint8Array(n));
-    }
     const s = source.strides, hu = source.hu, pad = source.padding;
+    const sources = [pad, ...source.overlays.map((o) => o.data)];
+    const sized = (array, Type) => (array && array.length === n ? array : new Type(n));
+    p.plane = sized(p.plane, Int16Array);
+    p.padPlane = pad ? sized(p.padPlane, Uint8Array) : null;
+    p.labelPlanes = source.overlays.map((_, i) => sized(p.labelPlanes && p.labelPlanes[i], Uint8Array));
     const base = sliceIndex(plane) * s[g.slice_axis];
     const sv = s[g.vertical_axis], sh = s[g.horizontal_axis];
     const fv = g.flip_vertical, fh = flipH(plane), step = fh ? -sh : sh;
-    const sources = [pad, ...source.overlays.map((o) => o.data)];
     const targets = [p.padPlane, ...p.labelPlanes];
     for (let row = 0; row < d.rows; row++) {
       const r = fv ? d.rows - 1 - row : row;
@@ -218,6 +219,7 @@ export function createViewer(model, root, pushed = null) {
   function extract(plane) {
     const d = dims(plane), p = panels[plane];
     const gathered = gather(plane);
+    if (!p.plane) return;  // nothing of this plane in the page yet
     const key = `${lutVersion}|${model.get("overlay_visible")}|${model.get("opacity")}`;
     if (!gathered && p.image && p.key === key && p.image.width === d.cols && p.image.height === d.rows) return;
     p.key = key;
@@ -263,7 +265,7 @@ export function createViewer(model, root, pushed = null) {
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.fillStyle = "#000"; ctx.fillRect(0, 0, p.cssW, p.cssH);
     ctx.imageSmoothingEnabled = t.sx < 2;
-    ctx.drawImage(p.buffer, t.ox, t.oy, d.cols * t.sx, d.rows * t.sy);
+    if (p.buffer) ctx.drawImage(p.buffer, t.ox, t.oy, d.cols * t.sx, d.rows * t.sy);
     // crosshair
     const [cr, cc] = pixelOf(plane, model.get("crosshair"));
     const x = t.ox + (cc + 0.5) * t.sx, y = t.oy + (cr + 0.5) * t.sy;
