@@ -70,14 +70,14 @@ _PNG_COLOUR_TYPE = {1: 0, 3: 2, 4: 6}  # channels -> grey, RGB, RGBA
 
 #: Colours (RGB) of the overlays, the one definition for the page and the static pictures: each
 #: mask, and each value present in a label map, takes the next one, in the order the overlays are given.
+#: None of them is a colour of :data:`MARK_COLOURS`, so an overlay never reads as a measurement.
 OVERLAY_COLOURS: tuple[tuple[int, int, int], ...] = (
     (255, 40, 40),
-    (64, 196, 255),
+    (41, 121, 255),
     (118, 255, 3),
     (255, 193, 7),
     (224, 64, 251),
     (255, 64, 129),
-    (83, 109, 254),
     (255, 145, 0),
 )
 #: The other colours the page paints with (RGB), sent to it in ``_meta["colours"]``.
@@ -165,7 +165,7 @@ def as_overlays(volume: Volume, overlays: Any) -> list[Overlay]:
     >>> labels = np.zeros((2, 3, 3), np.uint8)
     >>> labels[0, 0, :2] = [2, 5]
     >>> [o.legend() for o in as_overlays(vol, {"body": vol.hu == 0, "regions": labels})]
-    [[('body', (255, 40, 40))], [('regions 2', (64, 196, 255)), ('regions 5', (118, 255, 3))]]
+    [[('body', (255, 40, 40))], [('regions 2', (41, 121, 255)), ('regions 5', (118, 255, 3))]]
     """
     if overlays is None:
         return []
