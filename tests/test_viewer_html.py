@@ -107,3 +107,49 @@ def test_nbconvert_html_of_an_executed_notebook_shows_the_picture_offline(tmp_pa
             page.screenshot(path=str(tmp_path / "offline.png"))
         finally:
             browser.close()
+
+
+def test_saved_html_of_a_viewer_keeps_its_overlays_visibility_and_measurements(tmp_path: Path) -> None:
+    """``viewer.save_html`` starts the standalone page where the live viewer was: overlays shown or hidden,
+    in the colours of the static picture, opacity and the measurements made."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from ctexplore.viewer import OVERLAY_COLOURS
+
+    volume = synthetic_head((40, 160, 160), (5.0, 1.3, 1.3))
+    viewer = ct.view(volume, {"bleed": volume.hu == 70, "skull": volume.hu == 1200})
+    k = int(np.argwhere(volume.hu == 70)[:, 0].mean())
+    viewer.crosshair = [k, 80, 80]
+    viewer.overlay_visible = [True, False]
+    viewer.opacity = 1.0
+    viewer.measurements = [
+        {"kind": "line", "plane": "axial", "index": k, "pixels": [10, 10, 10, 90], "text": "104.0 mm"}
+    ]
+    path = viewer.save_html(tmp_path / "scan.html")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
+            page.goto(path.as_uri())
+            page.wait_for_selector(".ctexplore-viewer[data-ready=true]", timeout=15_000)
+            boxes = page.locator(".ctv-legend input[type=checkbox]")
+            assert [boxes.nth(i).is_checked() for i in range(boxes.count())] == [True, False]
+            assert page.locator(".ctv-legend").inner_text().split("\n")[:2] == ["bleed", "skull"]
+            assert f"#1 axial {k}: 104.0 mm" in page.locator(".ctv-measurements").inner_text()
+
+            def near(colour) -> int:
+                shot = np.asarray(Image.open(io.BytesIO(page.locator(".ctv-axial canvas").screenshot())))[..., :3]
+                return int((np.abs(shot.astype(int) - np.asarray(colour)) <= 3).all(axis=-1).sum())
+
+            assert near(OVERLAY_COLOURS[0]) > 50 and near(OVERLAY_COLOURS[1]) == 0  # skull hidden
+            boxes.nth(1).check()
+            assert near(OVERLAY_COLOURS[1]) > 50
+        finally:
+            browser.close()
