@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from synthetic_volumes import synthetic_head
 
 import ctexplore as ct
+from ctexplore.viewer import OVERLAY_COLOURS
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path(os.environ.get("CTEXPLORE_CHROMIUM", "/usr/bin/chromium"))
@@ -80,7 +85,7 @@ def test_nbconvert_html_of_an_executed_notebook_shows_the_picture_offline(tmp_pa
         "from synthetic_volumes import synthetic_head\n"
         "import ctexplore as ct\n"
         "vol = synthetic_head((40, 160, 160), (5.0, 1.3, 1.3))\n"
-        "ct.view(vol, index=24)"
+        "ct.view(vol, {'bleed': vol.hu == 70}, index=24)"
     )
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
     # what --execute does: widget state saved, so nbconvert renders the widget view of the output
@@ -104,6 +109,12 @@ def test_nbconvert_html_of_an_executed_notebook_shows_the_picture_offline(tmp_pa
             # the three labelled planes side by side, drawn after the cell in place of the 160 px stand-in
             assert size[0] > 1.5 * size[1], size
             assert "axial 24/39" in picture.get_attribute("alt")  # plane, slice and window go with it
+            assert "overlays shown: bleed (opacity 0.4)" in picture.get_attribute("alt")
+            # the bleed filled as the live viewer fills it: red at opacity 0.4 over 70 HU (grey 223)
+            shown = base64.b64decode(picture.get_attribute("src").split(",", 1)[1])
+            pixels = np.asarray(Image.open(io.BytesIO(shown)))[..., :3].astype(int)
+            blended = np.rint(223 * 0.6 + np.asarray(OVERLAY_COLOURS[0]) * 0.4)
+            assert (np.abs(pixels - blended) <= 2).all(axis=-1).sum() > 50
             page.screenshot(path=str(tmp_path / "offline.png"))
         finally:
             browser.close()
@@ -115,13 +126,6 @@ def test_saved_html_of_a_viewer_keeps_its_overlays_visibility_and_measurements(t
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}")
     playwright_api = pytest.importorskip("playwright.sync_api")
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    from ctexplore.viewer import OVERLAY_COLOURS
-
     volume = synthetic_head((40, 160, 160), (5.0, 1.3, 1.3))
     viewer = ct.view(volume, {"bleed": volume.hu == 70, "skull": volume.hu == 1200})
     k = int(np.argwhere(volume.hu == 70)[:, 0].mean())
