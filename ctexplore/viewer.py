@@ -215,12 +215,16 @@ def blend_labels(
     """
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must be between 0 and 1, got {opacity}")
-    inside = labels > 0 if labels.dtype != bool else labels
-    if not inside.any():
+    if not labels.any():
         return
+    # one lookup table per colour and channel, of every grey level: out = lut[label, channel, in]
+    levels = np.arange(256, dtype=np.float64)
     table = np.asarray(colours, np.float64)
-    colour = table[labels[inside].astype(np.intp) % len(table)]
-    rgb[inside] = np.rint(rgb[inside] * (1.0 - opacity) + colour * opacity).astype(np.uint8)
+    lut = np.rint(levels * (1.0 - opacity) + table[:, :, None] * opacity).astype(np.uint8)
+    lut[0] = levels.astype(np.uint8)  # background: unchanged
+    index = labels.view(np.uint8) if labels.dtype == bool else labels.astype(np.intp) % len(table)
+    for channel in range(3):
+        rgb[..., channel] = lut[index, channel, rgb[..., channel]]
 
 
 def display_range(center: float, width: float) -> tuple[float, float]:
