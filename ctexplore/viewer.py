@@ -4,10 +4,14 @@
 planes through the crosshair first, so the first picture does not wait for the
 rest); slicing, windowing, zoom, read-outs and measurements then run in the page
 (``static/viewer.js``, canvas 2D, no CDN). The state a notebook or a test needs
-(crosshair, plane, window, measurements) is synced traitlets. The functions here
-(:func:`render_slice`, :func:`hu_at`, :func:`readout_text`, :func:`display_volume`,
+(crosshair, plane, window, overlays shown, opacity, measurements) is synced
+traitlets. The functions here (:func:`render_plane`, :func:`render_slice`,
+:func:`hu_at`, :func:`readout_text`, :func:`display_volume`,
 :func:`full_resolution_slab`) are what the page does, written once in Python, and
-give the static picture saved with the notebook. :func:`save_viewer_html` writes
+give the static picture saved with the notebook. Overlay colours are defined here
+once (:data:`OVERLAY_COLOURS`, :func:`as_overlays`) and sent to the page with the
+volume, so the page, the static pictures and :mod:`ctexplore.plotting` agree.
+:func:`save_viewer_html` writes
 the same viewer and the volume into one file that needs neither Python nor a
 network. Speed: ``python benchmarks/bench_viewer_browser.py``.
 
@@ -46,18 +50,28 @@ if TYPE_CHECKING:  # pragma: no cover
     from .volume import Volume
 
 __all__ = [
+    "EDGE_LETTERS",
+    "MARK_COLOURS",
+    "OVERLAY_COLOURS",
     "PLANES",
     "CTViewer",
+    "Overlay",
     "ViewerState",
+    "as_overlays",
+    "blend_labels",
     "decimation_factors",
     "display_range",
     "display_size",
     "display_volume",
+    "displayed_geometry",
     "encode_png",
     "full_resolution_slab",
     "hu_at",
+    "measurement_lines",
+    "measurement_outline",
     "plane_geometry",
     "readout_text",
+    "render_plane",
     "render_slice",
     "save_viewer_html",
     "slice_image",
@@ -689,6 +703,7 @@ def _viewer_meta(
         "banner": "",
         "resolution": resolution,  # "full", "preview" (decimated) or "slab" (full resolution, part of it)
         "colours": {name: list(colour) for name, colour in MARK_COLOURS.items()},
+        "crosshair_alpha": CROSSHAIR_ALPHA,
     }
 
 
@@ -1036,7 +1051,8 @@ if anywidget is not None:
             return bundle
 
         def update_static(self) -> None:
-            """Redraw the static picture (for the saved notebook) from the current state."""
+            """Redraw the static picture (for the saved notebook) from the current state: crosshair,
+            window, convention, the overlays shown and their opacity, and the measurements."""
             if self._static_handle is not None:
                 self._static_handle.update(self._static_bundle(), raw=True)
 
@@ -1057,6 +1073,12 @@ if anywidget is not None:
                 convention=self.convention,
                 measurements=list(self.measurements),
             )
+
+
+def _check_layout(layout: str) -> str:
+    if layout not in ("three", "one"):
+        raise ValueError(f"layout must be 'three' (linked planes) or 'one' (the main plane), got {layout!r}")
+    return layout
 
 
 def _moved_measurement(measurement: dict[str, Any], source: Volume, target: Volume, convention: str) -> dict[str, Any]:
@@ -1127,7 +1149,7 @@ def save_viewer_html(
         "_static_id": "standalone",
         "crosshair": point,
         "plane": check_plane(plane),
-        "plane_layout": layout,
+        "plane_layout": _check_layout(layout),
         "center": center,
         "width": width,
         "window_name": name,
@@ -1210,7 +1232,9 @@ def view(
         gantry tilt corrected first (the viewer notes it).
     overlays : ndarray, Volume or dict of name -> array, optional
         Masks or label maps (0..255), one value per voxel; colours, a legend,
-        on/off and opacity in the page.
+        on/off and opacity in the page. Each mask, and each value present in a
+        label map, takes the next colour of :data:`OVERLAY_COLOURS`
+        (:func:`as_overlays`); the static picture uses the same colours.
     plane : {"axial", "coronal", "sagittal"}
         Main plane (the one shown with ``layout="one"``).
     window : str or (float, float)
@@ -1256,13 +1280,16 @@ def view(
     are in.
 
     Without a kernel: the output also holds a static PNG of the three planes
-    with plane, slice, window and orientation letters, which nbconvert HTML and
-    GitHub show. In IPython it is drawn (matplotlib) just after the cell, so the
+    with plane, slice, window and orientation letters, the overlays shown in the
+    page (their colours, opacity and a legend), padding in its own colour, the
+    crosshair and the measurements made on the shown slices (all of them listed
+    under the picture), which nbconvert HTML and GitHub show. In IPython it is drawn (matplotlib) just after the cell, so the
     live picture does not wait for it; until then a plain picture of the main
     plane stands in. A notebook reopened in JupyterLab 4 shows that picture and,
     in place of the widget whose model is gone, a line saying so (measured
     in ``tests/test_viewer_browser.py``). Call :meth:`CTViewer.update_static`
-    to redraw the picture from the current state. A viewer whose kernel stops
+    to redraw the picture from the current state (after browsing, toggling
+    overlays or measuring in the page, so the saved notebook shows that view). A viewer whose kernel stops
     answering keeps browsing in the page and says that Python no longer sees it.
 
     Examples
