@@ -588,6 +588,7 @@ def plot_orthogonal(
     mask_opacity: float = 0.4,
     convention: str = "radiological",
     show_padding: bool = False,
+    planes: Sequence[str] = ("axial", "coronal", "sagittal"),
     crosshair_color: str = "#00e676",
     panel_height: float = 3.2,
 ) -> Figure:
@@ -619,6 +620,8 @@ def plot_orthogonal(
     show_padding : bool
         Draw voxels outside the scanner's field of view (``volume.padding``)
         in the padding colour of :func:`ctexplore.view`, so they do not read as air.
+    planes : sequence of {"axial", "coronal", "sagittal"}
+        The panels, left to right (one plane for the viewer's one-plane layout).
     crosshair_color : str
     panel_height : float
         Height of the tallest panel in inches; panels share one mm scale.
@@ -667,18 +670,19 @@ def plot_orthogonal(
 
     from .viewer import displayed_geometry
 
-    geometries = [displayed_geometry(plane_geometry(volume, p), convention) for p in ("axial", "coronal", "sagittal")]
+    geometries = [displayed_geometry(plane_geometry(volume, check_plane(p)), convention) for p in planes]
     widths_mm = [volume.shape[g.horizontal_axis] * g.pixel_width for g in geometries]
     heights_mm = [volume.shape[g.vertical_axis] * g.pixel_height for g in geometries]
     scale = panel_height / max(heights_mm)
     fig, axes = plt.subplots(
         1,
-        3,
+        len(geometries),
         figsize=(sum(widths_mm) * scale + 0.6, panel_height + 0.8),
         width_ratios=widths_mm,
+        squeeze=False,
         layout="constrained",
     )
-    for ax, geometry in zip(axes, geometries):
+    for ax, geometry in zip(axes[0], geometries):
         index_in_plane = int(voxel[geometry.slice_axis])
         if mip:
             heading = f"{geometry.plane} MIP"

@@ -934,8 +934,9 @@ if anywidget is not None:
             return "; ".join(parts)
 
         def static_png(self, dpi: int = 90) -> bytes:
-            """PNG of what the page shows: the three planes through the crosshair with the visible overlays
-            (their colours, opacity and a legend), the measurements made in the page, window, slice and letters."""
+            """PNG of what the page shows: the three planes through the crosshair (the main plane in the
+            one-plane layout) with the visible overlays (their colours, opacity and a legend), padding, the
+            measurements made in the page, window, slice and letters."""
             import io
 
             import matplotlib.pyplot as plt
@@ -950,6 +951,7 @@ if anywidget is not None:
                 mask_opacity=self.opacity,
                 convention=self.convention,
                 show_padding=True,
+                planes=self._shown_planes(),
                 panel_height=3.0,
             )
             self._draw_measurements(figure)
@@ -967,10 +969,14 @@ if anywidget is not None:
             plt.close(figure)
             return buffer.getvalue()
 
+        def _shown_planes(self) -> tuple[str, ...]:
+            """The planes the page shows: all three, or the main plane in the one-plane layout."""
+            return (self.plane,) if self.plane_layout == "one" else PLANES
+
         def _draw_measurements(self, figure: Any) -> None:
             """The page's measurements on the panels of their plane and slice, outline and text."""
             colour = np.asarray(MARK_COLOURS["measurement"]) / 255
-            for ax, plane in zip(figure.axes, PLANES):
+            for ax, plane in zip(figure.axes, self._shown_planes()):
                 geometry = plane_geometry(self.volume, plane)
                 columns = self.volume.shape[geometry.horizontal_axis]
                 for number, m in enumerate(self.measurements, 1):

@@ -205,3 +205,9 @@ class TestOrthogonalAndProjection:
         picture = _rendered(fig)
         assert (picture == MARK_COLOURS["padding"]).all(axis=-1).sum() > 100
         assert not (_rendered(plot_orthogonal(head)) == MARK_COLOURS["padding"]).all(axis=-1).any()
+
+    def test_chosen_planes_only(self, head):
+        fig = plot_orthogonal(head, (10, 40, 30), planes=("coronal",))
+        assert [ax.get_title() for ax in fig.axes] == [f"coronal  y = {head.index_to_world([0, 40, 0])[1]:.1f} mm"]
+        with pytest.raises(ValueError, match="plane must be one of"):
+            plot_orthogonal(head, planes=("oblique",))

@@ -443,3 +443,10 @@ class TestOverlaysInStaticPictures:
         assert state["overlay_visible"] == [True, False] and state["opacity"] == 0.7
         assert state["crosshair"] == [k, round(r / 2), round(c / 2)]
         assert state["measurements"][0]["pixels"] == [5, 5, 5, 35] and state["measurements"][0]["index"] == k
+
+    def test_one_plane_layout_gives_a_picture_of_the_main_plane(self, head, overlaid):
+        three = _decode(overlaid.static_png())
+        overlaid.plane_layout, overlaid.plane = "one", "coronal"
+        one = _decode(overlaid.static_png())
+        assert three.shape[1] > 2 * three.shape[0] and one.shape[1] < 1.6 * one.shape[0]
+        assert _count_near(one, _blend(223.0, OVERLAY_COLOURS[0], 0.4)) > 20  # the bleed, in the coronal plane
