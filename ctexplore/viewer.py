@@ -956,7 +956,7 @@ if anywidget is not None:
             )
             self._draw_measurements(figure)
             figure.suptitle(
-                f"{readout_text(self.volume, self.state)}  (static picture; run the cell for the live viewer)",
+                f"{readout_text(self.volume, self.state)}\n(static picture; run the cell for the live viewer)",
                 fontsize=8,
             )
             if self.measurements:  # listed under the panels, which keep their size
