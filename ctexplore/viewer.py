@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -499,7 +500,7 @@ def render_plane(
     visible: list[bool] | None = None,
     opacity: float = 0.4,
     convention: str = "radiological",
-    measurements: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    measurements: Sequence[dict[str, Any]] = (),
 ) -> np.ndarray:
     """One plane through `crosshair` as the page paints it, in numpy: (height, width, 3) uint8 RGB.
 
