@@ -85,7 +85,8 @@ _PNG_COLOUR_TYPE = {1: 0, 3: 2, 4: 6}  # channels -> grey, RGB, RGBA
 
 #: Colours (RGB) of the overlays, the one definition for the page and the static pictures: each
 #: mask, and each value present in a label map, takes the next one, in the order the overlays are given.
-#: None of them is a colour of :data:`MARK_COLOURS`, so an overlay never reads as a measurement.
+#: None of them is a colour of :data:`MARK_COLOURS` (nor the page's orange of a shape being drawn),
+#: so an overlay never reads as a crosshair or a measurement.
 OVERLAY_COLOURS: tuple[tuple[int, int, int], ...] = (
     (255, 40, 40),
     (41, 121, 255),
@@ -93,7 +94,7 @@ OVERLAY_COLOURS: tuple[tuple[int, int, int], ...] = (
     (255, 193, 7),
     (224, 64, 251),
     (255, 64, 129),
-    (255, 145, 0),
+    (0, 150, 136),
 )
 #: The other colours the page paints with (RGB), sent to it in ``_meta["colours"]``.
 MARK_COLOURS: dict[str, tuple[int, int, int]] = {
