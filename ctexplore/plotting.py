@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -33,6 +33,7 @@ from .planes import (
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
+    from .viewer import Overlay
     from .volume import Volume
 
 __all__ = [
@@ -60,12 +61,6 @@ TISSUE_BANDS: tuple[tuple[str, float, float, str], ...] = (
     ("bone", 300, 3000, "#bcaaa4"),
 )
 
-# orientation letters at the (left, right, top, bottom) edges of each plane
-_EDGE_LETTERS = {
-    "axial": ("R", "L", "A", "P"),
-    "coronal": ("R", "L", "S", "I"),
-    "sagittal": ("A", "P", "S", "I"),
-}
 # voxels per bincount call: bincount copies its input to intp, and 2 MiB of that stays in
 # cache (measured on 256 x 512 x 512: 0.12 s at 2**18, 0.19 s at 2**21, 0.28 s at 2**22)
 _HISTOGRAM_CHUNK_VOXELS = 1 << 18
@@ -77,15 +72,7 @@ def _tilt_note(volume: Volume) -> str:
     return f"gantry tilt {volume.gantry_tilt:.1f}°: shown as acquired (sheared); ctexplore.correct_tilt resamples it"
 
 
-def _show_plane(
-    ax: Axes,
-    image: np.ndarray,
-    geometry: PlaneGeometry,
-    center: float,
-    width: float,
-    mask_image: np.ndarray | None = None,
-    mask_opacity: float = 0.4,
-) -> None:
+def _show_plane(ax: Axes, image: np.ndarray, geometry: PlaneGeometry, center: float, width: float) -> None:
     ax.imshow(
         image,
         cmap="gray",
@@ -94,16 +81,81 @@ def _show_plane(
         aspect=geometry.aspect,
         interpolation="antialiased",
     )
-    if mask_image is not None and mask_image.any():
-        overlay = np.zeros(mask_image.shape + (4,), np.float32)
-        overlay[mask_image.astype(bool)] = (1.0, 0.15, 0.15, mask_opacity)
-        ax.imshow(overlay, aspect=geometry.aspect, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def _mark_edges(ax: Axes, plane: str) -> None:
-    left, right, top, bottom = _EDGE_LETTERS[plane]
+def _overlay_layers(volume: Volume, mask: np.ndarray | None, overlays: Any) -> list[Overlay]:
+    """The overlays to draw: `overlays` named and coloured as the viewer does, or `mask` as one named "mask"."""
+    from .viewer import as_overlays
+
+    if mask is not None and overlays is not None:
+        raise ValueError("give mask (one mask) or overlays (several, named), not both")
+    if mask is not None and np.shape(mask) != volume.shape:
+        raise ValueError(f"mask shape {np.shape(mask)} differs from volume shape {volume.shape}")
+    return as_overlays(volume, {"mask": mask} if mask is not None else overlays)
+
+
+def _draw_overlays(ax: Axes, layers: Sequence[tuple[np.ndarray, Overlay]], aspect: float, opacity: float) -> None:
+    """Fill each overlay's pixels with its colours at `opacity`, in order (the page's blending)."""
+    for labels, overlay in layers:
+        inside = labels.astype(bool, copy=False)
+        if not inside.any():
+            continue
+        rgba = np.zeros(labels.shape + (4,), np.float32)
+        table = np.asarray(overlay.colours, np.float32) / 255
+        rgba[inside, :3] = table[labels[inside].astype(np.intp) % len(table)]
+        rgba[inside, 3] = opacity
+        ax.imshow(rgba, aspect=aspect, interpolation="nearest")
+
+
+def _overlay_legend(fig: Figure, overlays: Sequence[Overlay], opacity: float, padding: bool = False) -> None:
+    """A legend right of the panels (where the viewer has it) naming each overlay, and each value of a
+    label map, with its colour; and the padding colour when padding is drawn."""
+    from matplotlib.patches import Patch
+
+    from .viewer import MARK_COLOURS
+
+    entries = [entry for overlay in overlays for entry in overlay.legend()]
+    if padding:
+        entries.append(("padding (outside the scanned field)", MARK_COLOURS["padding"]))
+    if entries:
+        fig.legend(
+            handles=[Patch(facecolor=_rgb(colour), edgecolor="none", label=text) for text, colour in entries],
+            loc="outside right center",
+            fontsize=8,
+            frameon=False,
+            title=f"overlays (opacity {opacity:g})" if overlays else None,
+            title_fontsize=8,
+            alignment="left",
+        )
+        # widen the figure by the legend (about 0.07 inch per 8 pt character), so the panels keep their size
+        longest = max(len(text) for text, _ in entries)
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width + 0.5 + 0.07 * longest, height)
+
+
+def _rgb(colour: Sequence[int]) -> tuple[float, float, float]:
+    """A 0-255 RGB colour as matplotlib's 0-1 floats."""
+    return (colour[0] / 255, colour[1] / 255, colour[2] / 255)
+
+
+def _draw_padding(ax: Axes, padding: np.ndarray, aspect: float) -> None:
+    """Voxels outside the scanner's field of view in the viewer's padding colour, opaque (not air)."""
+    from .viewer import MARK_COLOURS
+
+    if padding.any():
+        rgba = np.zeros(padding.shape + (4,), np.float32)
+        rgba[padding] = (*_rgb(MARK_COLOURS["padding"]), 1.0)
+        ax.imshow(rgba, aspect=aspect, interpolation="nearest")
+
+
+def _mark_edges(ax: Axes, plane: str, convention: str = "radiological") -> None:
+    from .viewer import EDGE_LETTERS
+
+    left, right, top, bottom = EDGE_LETTERS[plane]
+    if convention == "neurological" and plane != "sagittal":
+        left, right = right, left
     for x, y, letter, ha, va in (
         (0.02, 0.5, left, "left", "center"),
         (0.98, 0.5, right, "right", "center"),
@@ -160,6 +212,7 @@ def plot_slice_grid(
     columns: int | None = None,
     panel_size: float = 2.2,
     mask: np.ndarray | None = None,
+    overlays: Any = None,
     mask_opacity: float = 0.4,
     title: str | None = None,
 ) -> Figure:
@@ -185,8 +238,13 @@ def plot_slice_grid(
     panel_size : float
         Width of one panel in inches.
     mask : (slices, rows, cols) bool ndarray, optional
-        Drawn in red over the slices (e.g. a hemorrhage label).
+        One mask drawn over the slices (e.g. a hemorrhage label), named
+        "mask" in the legend; the same as ``overlays={"mask": mask}``.
+    overlays : ndarray, dict of name -> array, or list of Overlay, optional
+        Several masks or label maps, filled in the colours the viewer uses,
+        with a legend (see :func:`ctexplore.viewer.as_overlays`).
     mask_opacity : float
+        Opacity of the mask or overlays, 0 to 1.
     title : str, optional
         Figure title; by default the series description, plane and window.
 
@@ -219,8 +277,7 @@ def plot_slice_grid(
     """
     geometry = plane_geometry(volume, check_plane(plane))
     center, width, window_label = window_setting(window)
-    if mask is not None and np.shape(mask) != volume.shape:
-        raise ValueError(f"mask shape {np.shape(mask)} differs from volume shape {volume.shape}")
+    layers = _overlay_layers(volume, mask, overlays)
     axis, positions_mm = slice_positions(volume, geometry)
     chosen = _choose_indices(geometry, axis, positions_mm, n_slices, indices, positions)
 
@@ -236,16 +293,9 @@ def plot_slice_grid(
         layout="constrained",
     )
     for ax, index in zip(axes.flat, chosen):
-        mask_image = None if mask is None else slice_image(mask, geometry, index)
-        _show_plane(
-            ax,
-            slice_image(volume.hu, geometry, index),
-            geometry,
-            center,
-            width,
-            mask_image,
-            mask_opacity,
-        )
+        _show_plane(ax, slice_image(volume.hu, geometry, index), geometry, center, width)
+        overlay_slices = [(slice_image(overlay.data, geometry, index), overlay) for overlay in layers]
+        _draw_overlays(ax, overlay_slices, geometry.aspect, mask_opacity)
         ax.set_title(f"#{index}  {position_label(axis, positions_mm[index])}", fontsize=8)
     for ax in axes.flat[len(chosen) :]:
         ax.remove()
@@ -254,6 +304,7 @@ def plot_slice_grid(
     heading = title or f"{description}: {plane}, {window_label}"
     note = _tilt_note(volume)
     fig.suptitle(heading + (f"\n{note}" if note else ""), fontsize=10)
+    _overlay_legend(fig, layers, mask_opacity)
     return fig
 
 
@@ -513,9 +564,14 @@ def max_intensity_projection(
     start, stop = slab if slab is not None else (0, geometry.n_slices)
     if not 0 <= start < stop <= geometry.n_slices:
         raise ValueError(f"slab {slab} must satisfy 0 <= start < stop <= {geometry.n_slices} ({plane} planes)")
+    return _project(volume.hu, geometry, start, stop)
+
+
+def _project(array: np.ndarray, geometry: PlaneGeometry, start: int, stop: int) -> np.ndarray:
+    """Maximum of `array` over planes ``start:stop`` of `geometry`, oriented like its slices."""
     cut: list[slice] = [slice(None)] * 3
     cut[geometry.slice_axis] = slice(start, stop)
-    projection = volume.hu[tuple(cut)].max(axis=geometry.slice_axis, keepdims=True)
+    projection = array[tuple(cut)].max(axis=geometry.slice_axis, keepdims=True)
     single = PlaneGeometry(**{**geometry.__dict__, "n_slices": 1})
     return slice_image(projection, single, 0)
 
@@ -527,6 +583,12 @@ def plot_orthogonal(
     world: bool = False,
     window: str | tuple[float, float] = "brain",
     mip: bool = False,
+    mask: np.ndarray | None = None,
+    overlays: Any = None,
+    mask_opacity: float = 0.4,
+    convention: str = "radiological",
+    show_padding: bool = False,
+    planes: Sequence[str] = ("axial", "coronal", "sagittal"),
     crosshair_color: str = "#00e676",
     panel_height: float = 3.2,
 ) -> Figure:
@@ -544,7 +606,22 @@ def plot_orthogonal(
         Preset name or ``(center, width)`` in HU.
     mip : bool
         Show maximum-intensity projections instead of the three planes
-        (the crosshairs still mark `point`).
+        (the crosshairs still mark `point`; overlays are projected too).
+    mask : (slices, rows, cols) bool ndarray, optional
+        One mask, the same as ``overlays={"mask": mask}``.
+    overlays : ndarray, dict of name -> array, or list of Overlay, optional
+        Masks or label maps filled in the viewer's colours, with a legend
+        naming them (see :func:`ctexplore.viewer.as_overlays`).
+    mask_opacity : float
+        Opacity of the overlays, 0 to 1.
+    convention : {"radiological", "neurological"}
+        Radiological: patient right on the image left in axial and coronal
+        planes; neurological mirrors them.
+    show_padding : bool
+        Draw voxels outside the scanner's field of view (``volume.padding``)
+        in the padding colour of :func:`ctexplore.view`, so they do not read as air.
+    planes : sequence of {"axial", "coronal", "sagittal"}
+        The panels, left to right (one plane for the viewer's one-plane layout).
     crosshair_color : str
     panel_height : float
         Height of the tallest panel in inches; panels share one mm scale.
@@ -573,6 +650,8 @@ def plot_orthogonal(
     >>> plt.close("all")
     """
     center, width, window_label = window_setting(window)
+    layers = _overlay_layers(volume, mask, overlays)
+    padding = volume.padding if show_padding and volume.padding is not None and volume.padding.any() else None
     if point is None:
         index = (np.asarray(volume.shape, dtype=np.float64) - 1) / 2
     else:
@@ -589,32 +668,40 @@ def plot_orthogonal(
             f"(array index {tuple(voxel)}, shape {volume.shape})"
         )
 
-    geometries = [plane_geometry(volume, plane) for plane in ("axial", "coronal", "sagittal")]
+    from .viewer import displayed_geometry
+
+    geometries = [displayed_geometry(plane_geometry(volume, check_plane(p)), convention) for p in planes]
     widths_mm = [volume.shape[g.horizontal_axis] * g.pixel_width for g in geometries]
     heights_mm = [volume.shape[g.vertical_axis] * g.pixel_height for g in geometries]
     scale = panel_height / max(heights_mm)
     fig, axes = plt.subplots(
         1,
-        3,
+        len(geometries),
         figsize=(sum(widths_mm) * scale + 0.6, panel_height + 0.8),
         width_ratios=widths_mm,
+        squeeze=False,
         layout="constrained",
     )
-    for ax, geometry in zip(axes, geometries):
+    for ax, geometry in zip(axes[0], geometries):
         index_in_plane = int(voxel[geometry.slice_axis])
         if mip:
-            image = max_intensity_projection(volume, geometry.plane)
             heading = f"{geometry.plane} MIP"
         else:
-            image = slice_image(volume.hu, geometry, index_in_plane)
             axis, positions = slice_positions(volume, geometry)
             heading = f"{geometry.plane}  {position_label(axis, positions[index_in_plane])}"
-        _show_plane(ax, image, geometry, center, width)
+
+        def cut(array: np.ndarray, geometry: PlaneGeometry = geometry, index: int = index_in_plane) -> np.ndarray:
+            return _project(array, geometry, 0, geometry.n_slices) if mip else slice_image(array, geometry, index)
+
+        _show_plane(ax, cut(volume.hu), geometry, center, width)
+        if padding is not None:
+            _draw_padding(ax, cut(padding), geometry.aspect)
+        _draw_overlays(ax, [(cut(overlay.data), overlay) for overlay in layers], geometry.aspect, mask_opacity)
         row, col = display_pixel(geometry, volume.shape, tuple(voxel))
         ax.axhline(row, color=crosshair_color, lw=0.8, alpha=0.8)
         ax.axvline(col, color=crosshair_color, lw=0.8, alpha=0.8)
         ax.set_title(heading, fontsize=9)
-        _mark_edges(ax, geometry.plane)
+        _mark_edges(ax, geometry.plane, convention)
     value = volume.hu[tuple(voxel)]
     world_mm = volume.index_to_world(voxel)
     note = _tilt_note(volume)
@@ -624,4 +711,5 @@ def plot_orthogonal(
         f"{window_label}" + (f"\n{note}" if note else ""),
         fontsize=9,
     )
+    _overlay_legend(fig, layers, mask_opacity, padding is not None)
     return fig

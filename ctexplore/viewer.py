@@ -4,10 +4,14 @@
 planes through the crosshair first, so the first picture does not wait for the
 rest); slicing, windowing, zoom, read-outs and measurements then run in the page
 (``static/viewer.js``, canvas 2D, no CDN). The state a notebook or a test needs
-(crosshair, plane, window, measurements) is synced traitlets. The functions here
-(:func:`render_slice`, :func:`hu_at`, :func:`readout_text`, :func:`display_volume`,
+(crosshair, plane, window, overlays shown, opacity, measurements) is synced
+traitlets. The functions here (:func:`render_plane`, :func:`render_slice`,
+:func:`hu_at`, :func:`readout_text`, :func:`display_volume`,
 :func:`full_resolution_slab`) are what the page does, written once in Python, and
-give the static picture saved with the notebook. :func:`save_viewer_html` writes
+give the static picture saved with the notebook. Overlay colours are defined here
+once (:data:`OVERLAY_COLOURS`, :func:`as_overlays`) and sent to the page with the
+volume, so the page, the static pictures and :mod:`ctexplore.plotting` agree.
+:func:`save_viewer_html` writes
 the same viewer and the volume into one file that needs neither Python nor a
 network. Speed: ``python benchmarks/bench_viewer_browser.py``.
 
@@ -22,7 +26,8 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +37,7 @@ from .intensity import resolve_window
 from .planes import (
     PLANES,
     PlaneGeometry,
+    check_plane,
     display_pixel,
     plane_geometry,
     position_label,
@@ -45,18 +51,28 @@ if TYPE_CHECKING:  # pragma: no cover
     from .volume import Volume
 
 __all__ = [
+    "EDGE_LETTERS",
+    "MARK_COLOURS",
+    "OVERLAY_COLOURS",
     "PLANES",
     "CTViewer",
+    "Overlay",
     "ViewerState",
+    "as_overlays",
+    "blend_labels",
     "decimation_factors",
     "display_range",
     "display_size",
     "display_volume",
+    "displayed_geometry",
     "encode_png",
     "full_resolution_slab",
     "hu_at",
+    "measurement_lines",
+    "measurement_outline",
     "plane_geometry",
     "readout_text",
+    "render_plane",
     "render_slice",
     "save_viewer_html",
     "slice_image",
@@ -65,6 +81,166 @@ __all__ = [
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR_TYPE = {1: 0, 3: 2, 4: 6}  # channels -> grey, RGB, RGBA
+
+
+#: Colours (RGB) of the overlays, the one definition for the page and the static pictures: each
+#: mask, and each value present in a label map, takes the next one, in the order the overlays are given.
+#: None of them is a colour of :data:`MARK_COLOURS` (nor the page's orange of a shape being drawn),
+#: so an overlay never reads as a crosshair or a measurement.
+OVERLAY_COLOURS: tuple[tuple[int, int, int], ...] = (
+    (255, 40, 40),
+    (41, 121, 255),
+    (118, 255, 3),
+    (255, 193, 7),
+    (224, 64, 251),
+    (255, 64, 129),
+    (0, 150, 136),
+)
+#: The other colours the page paints with (RGB), sent to it in ``_meta["colours"]``.
+MARK_COLOURS: dict[str, tuple[int, int, int]] = {
+    "crosshair": (0, 230, 118),
+    "measurement": (64, 196, 255),
+    "padding": (40, 20, 60),  # padding must not read as air (black)
+    "letters": (255, 235, 59),
+}
+CROSSHAIR_ALPHA = 0.8
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """A mask or a label map shown over the volume, with the colour of each of its values.
+
+    Build them with :func:`as_overlays`. ``colours[v]`` is the RGB colour of
+    value ``v`` (``colours[0]``, background, is never drawn); ``values`` are
+    the nonzero values it holds (``(1,)`` for a mask).
+    """
+
+    name: str
+    data: np.ndarray
+    colours: tuple[tuple[int, int, int], ...]
+    values: tuple[int, ...]
+
+    @property
+    def is_label_map(self) -> bool:
+        """True when the overlay holds values other than 0 and 1."""
+        return self.values != (1,)
+
+    def legend(self) -> list[tuple[str, tuple[int, int, int]]]:
+        """``(text, colour)`` per entry: the name for a mask, ``"name value"`` for each label of a label map."""
+        if not self.is_label_map:
+            return [(self.name, self.colours[1])]
+        return [(f"{self.name} {value}", self.colours[value]) for value in self.values]
+
+    def page_info(self) -> dict[str, Any]:
+        """What the page needs besides the voxels: name, colour table (by value) and legend."""
+        return {
+            "name": self.name,
+            "colours": [list(c) for c in self.colours],
+            "legend": [{"text": text, "colour": list(colour)} for text, colour in self.legend()],
+        }
+
+    def cut(self, index: Any) -> Overlay:
+        """The same overlay (same colours) on part of the grid, ``data[index]``."""
+        return replace(self, data=self.data[index])
+
+
+def _label_values(array: np.ndarray, name: str) -> tuple[int, ...]:
+    if array.dtype == bool:
+        return (1,)
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise ValueError(f"overlay {name!r} holds labels outside 0..255; relabel it first")
+    present = np.zeros(256, bool)
+    flat = array.reshape(-1)
+    for start in range(0, flat.size, 1 << 20):  # bincount copies to intp: chunks keep that small
+        present |= np.bincount(flat[start : start + (1 << 20)].astype(np.uint8), minlength=256) > 0
+    values = tuple(int(v) for v in np.flatnonzero(present[1:]) + 1)
+    return values if values and values != (1,) else (1,)
+
+
+def as_overlays(volume: Volume, overlays: Any) -> list[Overlay]:
+    """Masks and label maps, named and coloured: what :func:`view` and the plots take as `overlays`.
+
+    Parameters
+    ----------
+    volume : Volume
+        The overlays must have its shape.
+    overlays : ndarray, Volume, dict of name -> array, list of Overlay, or None
+        A single array is named ``"mask"``. Boolean arrays (or 0/1) are masks;
+        other integer arrays are label maps with values 0..255 (0 is background).
+
+    Returns
+    -------
+    list of Overlay
+        Colours of :data:`OVERLAY_COLOURS` in turn: one per mask, one per label value present.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ctexplore.volume import Volume
+    >>> vol = Volume(np.zeros((2, 3, 3), np.int16), np.eye(4))
+    >>> labels = np.zeros((2, 3, 3), np.uint8)
+    >>> labels[0, 0, :2] = [2, 5]
+    >>> [o.legend() for o in as_overlays(vol, {"body": vol.hu == 0, "regions": labels})]
+    [[('body', (255, 40, 40))], [('regions 2', (41, 121, 255)), ('regions 5', (118, 255, 3))]]
+    """
+    if overlays is None:
+        return []
+    if isinstance(overlays, (list, tuple)) and all(isinstance(o, Overlay) for o in overlays):
+        for overlay in overlays:
+            _check_overlay_shape(volume, overlay.name, overlay.data)
+        return list(overlays)
+    if isinstance(overlays, np.ndarray) or hasattr(overlays, "hu"):
+        overlays = {"mask": overlays}
+    built = []
+    taken = 0  # colours handed out so far
+    for name, array in dict(overlays).items():
+        array = np.asarray(getattr(array, "hu", array))
+        _check_overlay_shape(volume, name, array)
+        values = _label_values(array, name)
+        colours = [(0, 0, 0)] * (max(values) + 1)
+        for value in values:
+            colours[value] = OVERLAY_COLOURS[taken % len(OVERLAY_COLOURS)]
+            taken += 1
+        built.append(Overlay(str(name), array, tuple(colours), values))
+    return built
+
+
+def _check_overlay_shape(volume: Volume, name: str, array: np.ndarray) -> None:
+    if array.shape != volume.shape:
+        raise ValueError(
+            f"overlay {name!r} has shape {array.shape}, the volume {volume.shape}; "
+            "give one value per voxel (a mask or a label map)"
+        )
+
+
+def blend_labels(
+    rgb: np.ndarray, labels: np.ndarray, colours: tuple[tuple[int, int, int], ...], opacity: float
+) -> None:
+    """Blend ``colours[label]`` into the uint8 RGB image `rgb` (in place) where `labels` is nonzero.
+
+    The page's arithmetic: ``out = pixel * (1 - opacity) + colour * opacity``,
+    rounded half to even as a ``Uint8ClampedArray`` does.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rgb = np.full((1, 2, 3), 100, np.uint8)
+    >>> blend_labels(rgb, np.array([[0, 1]]), ((0, 0, 0), (255, 0, 0)), 0.5)
+    >>> rgb[0].tolist()
+    [[100, 100, 100], [178, 50, 50]]
+    """
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be between 0 and 1, got {opacity}")
+    if not labels.any():
+        return
+    # one lookup table per colour and channel, of every grey level: out = lut[label, channel, in]
+    levels = np.arange(256, dtype=np.float64)
+    table = np.asarray(colours, np.float64)
+    lut = np.rint(levels * (1.0 - opacity) + table[:, :, None] * opacity).astype(np.uint8)
+    lut[0] = levels.astype(np.uint8)  # background: unchanged
+    index = labels.view(np.uint8) if labels.dtype == bool else labels.astype(np.intp) % len(table)
+    for channel in range(3):
+        rgb[..., channel] = lut[index, channel, rgb[..., channel]]
 
 
 def display_range(center: float, width: float) -> tuple[float, float]:
@@ -85,7 +261,7 @@ def render_slice(
     width: float,
     mask_slice: np.ndarray | None = None,
     opacity: float = 0.4,
-    color: tuple[int, int, int] = (255, 40, 40),
+    color: tuple[int, int, int] = OVERLAY_COLOURS[0],
 ) -> np.ndarray:
     """Window one 2-D slice to display grey levels, with an optional mask overlay.
 
@@ -106,6 +282,10 @@ def render_slice(
     ndarray
         (height, width) uint8 grey without a mask, (height, width, 3) uint8 RGB with one.
 
+    See Also
+    --------
+    render_plane : a plane as the viewer paints it, with several overlays, crosshair and measurements.
+
     Examples
     --------
     >>> import numpy as np
@@ -122,12 +302,8 @@ def render_slice(
         return grey
     if mask_slice.shape != grey.shape:
         raise ValueError(f"mask slice shape {mask_slice.shape} differs from {grey.shape}")
-    if not 0.0 <= opacity <= 1.0:
-        raise ValueError(f"opacity must be between 0 and 1, got {opacity}")
     rgb = np.repeat(grey[..., None], 3, axis=2)
-    inside = mask_slice.astype(bool, copy=False)
-    blended = grey[inside, None] * (1.0 - opacity) + np.asarray(color, np.float32) * opacity
-    rgb[inside] = np.rint(blended).astype(np.uint8)
+    blend_labels(rgb, mask_slice.astype(bool, copy=False), ((0, 0, 0), color), opacity)
     return rgb
 
 
@@ -248,17 +424,135 @@ def readout_text(volume: Volume, state: ViewerState) -> str:
     )
 
 
-def render_state(volume: Volume, state: ViewerState, mask: np.ndarray | None = None) -> np.ndarray:
-    """The display image (uint8 grey, or RGB with a mask) of `state`."""
-    geometry = plane_geometry(volume, state.plane)
-    mask_slice = None if mask is None else slice_image(mask, geometry, state.index)
-    return render_slice(
-        slice_image(volume.hu, geometry, state.index),
-        state.center,
-        state.width,
-        mask_slice,
-        state.opacity,
-    )
+def displayed_geometry(geometry: PlaneGeometry, convention: str = "radiological") -> PlaneGeometry:
+    """The plane as shown in `convention`: ``"neurological"`` mirrors axial and coronal planes left-right.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ctexplore.volume import Volume
+    >>> vol = Volume(np.zeros((2, 3, 4), np.int16), np.diag([-1.0, -1.0, 1.0, 1.0])[[2, 1, 0, 3]])
+    >>> axial = plane_geometry(vol, "axial")
+    >>> axial.flip_horizontal, displayed_geometry(axial, "neurological").flip_horizontal
+    (False, True)
+    """
+    if _check_convention(convention) == "radiological" or geometry.plane == "sagittal":
+        return geometry
+    return replace(geometry, flip_horizontal=not geometry.flip_horizontal)
+
+
+def _check_convention(convention: str) -> str:
+    if convention not in ("radiological", "neurological"):
+        raise ValueError(f"convention must be 'radiological' or 'neurological', got {convention!r}")
+    return convention
+
+
+def measurement_outline(measurement: dict[str, Any], columns: int, convention: str) -> np.ndarray:
+    """``(n, 2)`` display ``(row, col)`` vertices of a measurement made in the page, drawn in `convention`.
+
+    `measurement` is one entry of the viewer's ``measurements``: ``kind``
+    (``"line"``, ``"box"`` or ``"ellipse"``) and ``pixels`` ``[row0, col0,
+    row1, col1]`` in the displayed plane of ``columns`` columns, in the
+    convention it was made in (its ``"convention"``, else `convention`).
+
+    Examples
+    --------
+    >>> line = {"kind": "line", "pixels": [2, 1, 2, 5], "convention": "neurological"}
+    >>> measurement_outline(line, 10, "radiological").tolist()
+    [[2.0, 8.0], [2.0, 4.0]]
+    >>> measurement_outline({"kind": "box", "pixels": [0, 0, 2, 3]}, 10, "radiological").tolist()
+    [[0.0, 0.0], [0.0, 3.0], [2.0, 3.0], [2.0, 0.0], [0.0, 0.0]]
+    """
+    r0, c0, r1, c1 = (float(v) for v in measurement["pixels"])
+    if measurement.get("convention", convention) != convention and measurement.get("plane") != "sagittal":
+        c0, c1 = columns - 1 - c0, columns - 1 - c1
+    kind = measurement["kind"]
+    if kind == "line":
+        return np.array([[r0, c0], [r1, c1]])
+    if kind == "box":
+        return np.array([[r0, c0], [r0, c1], [r1, c1], [r1, c0], [r0, c0]])
+    if kind == "ellipse":
+        angle = np.linspace(0.0, 2 * np.pi, 65)
+        rows = (r0 + r1) / 2 + abs(r1 - r0) / 2 * np.sin(angle)
+        cols = (c0 + c1) / 2 + abs(c1 - c0) / 2 * np.cos(angle)
+        return np.stack([rows, cols], axis=1)
+    raise ValueError(f"measurement kind must be 'line', 'box' or 'ellipse', got {kind!r}")
+
+
+def _rasterise(outline: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the pixels along a polyline, clipped to `shape`."""
+    starts, ends = outline[:-1], outline[1:]
+    counts = np.ceil(np.abs(ends - starts).max(axis=1)).astype(int) + 1
+    fractions = np.concatenate([np.linspace(0.0, 1.0, n) for n in counts])
+    first = np.repeat(starts, counts, axis=0)
+    points = np.rint(first + (np.repeat(ends, counts, axis=0) - first) * fractions[:, None]).astype(int)
+    keep = (points >= 0).all(axis=1) & (points[:, 0] < shape[0]) & (points[:, 1] < shape[1])
+    return points[keep, 0], points[keep, 1]
+
+
+def render_plane(
+    volume: Volume,
+    plane: str,
+    crosshair: tuple[int, int, int],
+    center: float,
+    width: float,
+    *,
+    overlays: Any = None,
+    visible: list[bool] | None = None,
+    opacity: float = 0.4,
+    convention: str = "radiological",
+    measurements: Sequence[dict[str, Any]] = (),
+) -> np.ndarray:
+    """One plane through `crosshair` as the page paints it, in numpy: (height, width, 3) uint8 RGB.
+
+    Windowed grey, padding in its own colour, the visible overlays blended
+    with `opacity` (:func:`blend_labels`), the crosshair lines (with a gap
+    around the point) and the outlines of the measurements made on this slice.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ctexplore.volume import Volume
+    >>> vol = Volume(np.zeros((3, 20, 20), np.int16), np.eye(4)[[2, 1, 0, 3]])
+    >>> rgb = render_plane(vol, "axial", (1, 10, 10), 40, 80, overlays=vol.hu == 0, opacity=1.0)
+    >>> rgb[0, 0].tolist(), rgb[0, 10].tolist()  # the mask's colour; the crosshair's column over it
+    ([255, 40, 40], [51, 192, 102])
+    """
+    geometry = displayed_geometry(plane_geometry(volume, plane), convention)
+    index = int(crosshair[geometry.slice_axis])
+    grey = render_slice(slice_image(volume.hu, geometry, index), center, width)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    if volume.padding is not None:
+        rgb[slice_image(volume.padding, geometry, index)] = MARK_COLOURS["padding"]
+    layers = as_overlays(volume, overlays)
+    for overlay, shown in zip(layers, visible if visible is not None else [True] * len(layers)):
+        if shown:
+            blend_labels(rgb, slice_image(overlay.data, geometry, index), overlay.colours, opacity)
+    height, width_px = grey.shape
+    row, col = (int(v) for v in display_pixel(geometry, volume.shape, crosshair))
+    gap = max(2, round(0.015 * max(height, width_px)))
+    line = np.zeros(grey.shape, bool)
+    line[row, :] = True
+    line[:, col] = True
+    line[max(0, row - gap) : row + gap + 1, max(0, col - gap) : col + gap + 1] = False
+    crosshair_colour = np.asarray(MARK_COLOURS["crosshair"], np.float64)
+    rgb[line] = np.rint(rgb[line] * (1 - CROSSHAIR_ALPHA) + crosshair_colour * CROSSHAIR_ALPHA).astype(np.uint8)
+    for measurement in measurements:
+        if measurement.get("plane") == plane and measurement.get("index") == index:
+            rows, cols = _rasterise(measurement_outline(measurement, width_px, convention), grey.shape)
+            rgb[rows, cols] = MARK_COLOURS["measurement"]
+    return rgb
+
+
+def measurement_lines(measurements: list[dict[str, Any]]) -> list[str]:
+    """One line per measurement, as the page lists them: ``"#1 axial 12: 34.5 mm"``.
+
+    Examples
+    --------
+    >>> measurement_lines([{"kind": "line", "plane": "axial", "index": 12, "text": "34.5 mm"}])
+    ['#1 axial 12: 34.5 mm']
+    """
+    return [f"#{i} {m.get('plane')} {m.get('index')}: {m.get('text', '')}" for i, m in enumerate(measurements, 1)]
 
 
 _STATIC_DIR = Path(__file__).with_name("static")
@@ -266,9 +560,8 @@ _STATIC_DIR = Path(__file__).with_name("static")
 FULL_RESOLUTION_BYTES = 256 * 1024 * 1024
 #: Limit of the volume embedded by :func:`save_viewer_html` (base64 adds a third).
 HTML_EXPORT_BYTES = 48 * 1024 * 1024
-_OVERLAY_COLOURS = [(255, 40, 40), (64, 196, 255), (118, 255, 3), (255, 193, 7), (224, 64, 251), (0, 230, 118)]
-# per plane: letters at (left, right, top, bottom) in the radiological layout of ``planes``
-_LETTERS = {
+#: Per plane, the orientation letters at its (left, right, top, bottom) edges, radiological convention.
+EDGE_LETTERS = {
     "axial": ("R", "L", "A", "P"),
     "coronal": ("R", "L", "S", "I"),
     "sagittal": ("A", "P", "S", "I"),
@@ -402,7 +695,7 @@ def _viewer_meta(
             "position_axis": axis,
             "positions": [round(float(p), 3) for p in positions],
         }
-    letters = {p: dict(zip(("left", "right", "top", "bottom"), v)) for p, v in _LETTERS.items()}
+    letters = {p: dict(zip(("left", "right", "top", "bottom"), v)) for p, v in EDGE_LETTERS.items()}
     return {
         "shape": list(volume.shape),
         "planes": planes,
@@ -411,26 +704,9 @@ def _viewer_meta(
         "note": note,
         "banner": "",
         "resolution": resolution,  # "full", "preview" (decimated) or "slab" (full resolution, part of it)
+        "colours": {name: list(colour) for name, colour in MARK_COLOURS.items()},
+        "crosshair_alpha": CROSSHAIR_ALPHA,
     }
-
-
-def _as_overlays(volume: Volume, overlays: Any) -> list[tuple[str, np.ndarray]]:
-    if overlays is None:
-        return []
-    if isinstance(overlays, np.ndarray) or hasattr(overlays, "hu"):
-        overlays = {"mask": overlays}
-    named = []
-    for name, array in dict(overlays).items():
-        array = np.asarray(getattr(array, "hu", array))
-        if array.shape != volume.shape:
-            raise ValueError(
-                f"overlay {name!r} has shape {array.shape}, the volume {volume.shape}; "
-                "give one value per voxel (a mask or a label map)"
-            )
-        if array.dtype != bool and (array.min() < 0 or array.max() > 255):
-            raise ValueError(f"overlay {name!r} holds labels outside 0..255; relabel it first")
-        named.append((name, array))
-    return named
 
 
 #: Bytes of int16 per volume message after the first (the three planes through the crosshair)
@@ -449,10 +725,10 @@ def _buffer(array: np.ndarray) -> memoryview:
     return memoryview(np.ascontiguousarray(array)).cast("B")  # type: ignore[arg-type]
 
 
-def _page_volume(volume: Volume, overlays: Any, limit: int) -> tuple[Volume, str, list[tuple[str, np.ndarray]], str]:
+def _page_volume(volume: Volume, overlays: Any, limit: int) -> tuple[Volume, str, list[Overlay], str]:
     """What a page gets: the display volume, its note, the overlays on its grid, and its resolution."""
-    named = _as_overlays(volume, overlays)
-    if named and volume.is_tilted:
+    built = as_overlays(volume, overlays)
+    if built and volume.is_tilted:
         raise ValueError(
             "overlays on a gantry-tilted volume would not line up with the tilt-corrected picture: "
             "correct the tilt first (ctexplore.correct_tilt) and build the masks on the corrected volume"
@@ -460,9 +736,14 @@ def _page_volume(volume: Volume, overlays: Any, limit: int) -> tuple[Volume, str
     shown, note = display_volume(volume, limit)
     steps = decimation_factors(volume.shape, 2, limit)
     if steps != (1, 1, 1):
-        cut = tuple(slice(None, None, s) for s in steps)
-        named = [(name, array[cut]) for name, array in named]
-    return shown, note, named, "full" if steps == (1, 1, 1) else "preview"
+        built = [overlay.cut(tuple(slice(None, None, s) for s in steps)) for overlay in built]
+    return shown, note, built, "full" if steps == (1, 1, 1) else "preview"
+
+
+def _moved_voxel(voxel: Any, source: Volume, target: Volume) -> list[int]:
+    """The voxel of `target` at the patient position of `voxel` of `source` (clipped to the grid)."""
+    index = np.rint(target.world_to_index(source.index_to_world(np.asarray(voxel, np.float64))))
+    return [int(v) for v in np.clip(index, 0, np.asarray(target.shape) - 1)]
 
 
 try:  # the widget needs anywidget; the functions above do not
@@ -519,11 +800,11 @@ if anywidget is not None:
         ) -> None:
             import uuid
 
-            shown, note, self.overlays, resolution = _page_volume(volume, overlays, max_bytes)
-            self.volume = shown  # what the page shows; the same array when no conversion was needed
             # references, not copies: full resolution on demand cuts its slab from these
             self._source = volume
-            self._source_overlays = _as_overlays(volume, overlays)
+            self._source_overlays = as_overlays(volume, overlays)
+            shown, note, self.overlays, resolution = _page_volume(volume, self._source_overlays, max_bytes)
+            self.volume = shown  # what the page shows; the same array when no conversion was needed
             self._max_bytes = max_bytes
             self._preview = (shown, note, self.overlays)
             center, width, _ = window_setting(window)
@@ -587,7 +868,7 @@ if anywidget is not None:
             centre = int(np.clip(np.rint(self._source.world_to_index(world)[0]), 0, self._source.shape[0] - 1))
             slab, note = full_resolution_slab(self._source, centre, self._max_bytes)
             first = int(np.rint(self._source.world_to_index(slab.index_to_world(np.zeros(3)))[0]))
-            overlays = [(name, array[first : first + slab.shape[0]]) for name, array in self._source_overlays]
+            overlays = [overlay.cut(slice(first, first + slab.shape[0])) for overlay in self._source_overlays]
             self._switch_grid(slab, note, overlays, "slab", world)
 
         def show_preview(self) -> None:
@@ -595,9 +876,7 @@ if anywidget is not None:
             shown, note, overlays = self._preview
             self._switch_grid(shown, note, overlays, "preview", None)
 
-        def _switch_grid(
-            self, shown: Volume, note: str, overlays: list[tuple[str, np.ndarray]], resolution: str, world: Any
-        ) -> None:
+        def _switch_grid(self, shown: Volume, note: str, overlays: list[Overlay], resolution: str, world: Any) -> None:
             if world is None:
                 world = self.volume.index_to_world(np.asarray(self.crosshair))
             index = np.clip(np.rint(shown.world_to_index(world)), 0, np.asarray(shown.shape) - 1).astype(int)
@@ -620,16 +899,8 @@ if anywidget is not None:
             padding = mask is not None and bool(mask.any())
             if mask is not None and padding:
                 layers.append(_as_uint8(mask))
-            overlays = []
-            for i, (name, array) in enumerate(self.overlays):
-                layers.append(_as_uint8(array))
-                colour = _OVERLAY_COLOURS[i % len(_OVERLAY_COLOURS)]
-                colours = (
-                    [[0, 0, 0], list(colour)]
-                    if array.dtype == bool or array.max() <= 1
-                    else [[0, 0, 0], *[list(c) for c in _OVERLAY_COLOURS]]
-                )
-                overlays.append({"name": name, "colours": colours})
+            layers += [_as_uint8(overlay.data) for overlay in self.overlays]
+            overlays = [overlay.page_info() for overlay in self.overlays]
             k, j, i = self.crosshair
             planes = [_buffer(plane) for layer in layers for plane in (layer[k], layer[:, j], layer[:, :, i])]
             start = {"type": "volume_start", "padding": padding, "overlays": overlays, "crosshair": [k, j, i]}
@@ -651,8 +922,23 @@ if anywidget is not None:
                 self.send(message, buffers)
 
         # --- pictures without a kernel --------------------------------------------------
+        def _visible_overlays(self) -> list[Overlay]:
+            flags = list(self.overlay_visible) + [True] * (len(self.overlays) - len(self.overlay_visible))
+            return [overlay for overlay, shown in zip(self.overlays, flags) if shown]
+
+        def _caption(self) -> str:
+            """Plane, slice, window and HU readout, then the visible overlays and the measurements."""
+            parts = [readout_text(self.volume, self.state)]
+            if self.overlays:
+                shown = ", ".join(o.name for o in self._visible_overlays()) or "none"
+                parts.append(f"overlays shown: {shown} (opacity {self.opacity:g})")
+            parts += measurement_lines(self.measurements)
+            return "; ".join(parts)
+
         def static_png(self, dpi: int = 90) -> bytes:
-            """PNG of the three planes through the crosshair, with window, slice and letters."""
+            """PNG of what the page shows: the three planes through the crosshair (the main plane in the
+            one-plane layout) with the visible overlays (their colours, opacity and a legend), padding, the
+            measurements made in the page, window, slice and letters."""
             import io
 
             import matplotlib.pyplot as plt
@@ -660,28 +946,86 @@ if anywidget is not None:
             from .plotting import plot_orthogonal
 
             figure = plot_orthogonal(
-                self.volume, tuple(self.crosshair), window=(self.center, self.width), panel_height=3.0
+                self.volume,
+                tuple(self.crosshair),
+                window=(self.center, self.width),
+                overlays=self._visible_overlays(),
+                mask_opacity=self.opacity,
+                convention=self.convention,
+                show_padding=True,
+                planes=self._shown_planes(),
+                panel_height=3.0,
             )
+            self._draw_measurements(figure)
             figure.suptitle(
-                f"{readout_text(self.volume, self.state)}  (static picture; run the cell for the live viewer)",
+                f"{readout_text(self.volume, self.state)}\n(static picture; run the cell for the live viewer)",
                 fontsize=8,
             )
+            if self.measurements:  # listed under the panels, which keep their size
+                lines = measurement_lines(self.measurements)
+                width, height = figure.get_size_inches()
+                figure.set_size_inches(width, height + 0.16 * len(lines))
+                figure.supxlabel("\n".join(lines), fontsize=8, color="#0277bd")
             buffer = io.BytesIO()
             figure.savefig(buffer, format="png", dpi=dpi)  # constrained layout: "tight" would render twice
             plt.close(figure)
             return buffer.getvalue()
 
+        def _shown_planes(self) -> tuple[str, ...]:
+            """The planes the page shows: all three, or the main plane in the one-plane layout."""
+            return (self.plane,) if self.plane_layout == "one" else PLANES
+
+        def _draw_measurements(self, figure: Any) -> None:
+            """The page's measurements on the panels of their plane and slice, outline and text."""
+            colour = np.asarray(MARK_COLOURS["measurement"]) / 255
+            for ax, plane in zip(figure.axes, self._shown_planes()):
+                geometry = plane_geometry(self.volume, plane)
+                columns = self.volume.shape[geometry.horizontal_axis]
+                for number, m in enumerate(self.measurements, 1):
+                    if m.get("plane") != plane or m.get("index") != self.crosshair[geometry.slice_axis]:
+                        continue
+                    outline = measurement_outline(m, columns, self.convention)
+                    ax.plot(outline[:, 1], outline[:, 0], color=colour, lw=1.5, scalex=False, scaley=False)
+                    # a line's length fits beside it; a region's statistics are in the list below the panels
+                    label = f"#{number} {m.get('text', '')}" if m.get("kind") == "line" else f"#{number}"
+                    ax.annotate(
+                        label,
+                        (outline[:, 1].max(), outline[:, 0].min()),
+                        xytext=(3, 3),
+                        textcoords="offset points",
+                        color=colour,
+                        fontsize=7,
+                        clip_on=True,
+                    ).set_in_layout(False)
+
+        def _quick_png(self) -> bytes:
+            """The main plane as the page paints it, in numpy (milliseconds): the stand-in picture."""
+            rgb = render_plane(
+                self.volume,
+                self.plane,
+                (self.crosshair[0], self.crosshair[1], self.crosshair[2]),
+                self.center,
+                self.width,
+                overlays=self.overlays,
+                visible=list(self.overlay_visible),
+                opacity=self.opacity,
+                convention=self.convention,
+                measurements=list(self.measurements),
+            )
+            return encode_png(rgb)
+
         def _static_bundle(self, quick: bool = False) -> dict[str, Any]:
             import base64
+            import html
 
-            if quick:  # the main plane windowed with numpy (milliseconds), sized for square millimetres
+            if quick:  # the main plane painted with numpy (milliseconds), sized for square millimetres
                 width, height = display_size(plane_geometry(self.volume, self.plane), self.volume.shape)
-                png, size = encode_png(render_state(self.volume, self.state)), f' width="{width}" height="{height}"'
+                png, size = self._quick_png(), f' width="{width}" height="{height}"'
             else:
                 png, size = self.static_png(), ""
-            alt = f"ctexplore viewer {self._static_id}: {readout_text(self.volume, self.state)}"
-            html = f'<img alt="{alt}"{size} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-            return {"text/html": html, "image/png": png, "text/plain": alt}
+            alt = html.escape(f"ctexplore viewer {self._static_id}: {self._caption()}", quote=True)
+            tag = f'<img alt="{alt}"{size} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+            return {"text/html": tag, "image/png": png, "text/plain": html.unescape(alt)}
 
         def _repr_mimebundle_(self, **kwargs: Any) -> Any:
             # nbconvert shows only the widget view of an output once widget state is saved,
@@ -715,20 +1059,48 @@ if anywidget is not None:
             return bundle
 
         def update_static(self) -> None:
-            """Redraw the static picture (for the saved notebook) from the current state."""
+            """Redraw the static picture (for the saved notebook) from the current state: crosshair,
+            window, convention, the overlays shown and their opacity, and the measurements."""
             if self._static_handle is not None:
                 self._static_handle.update(self._static_bundle(), raw=True)
 
         def save_html(self, path: str | os.PathLike[str], max_bytes: int = HTML_EXPORT_BYTES) -> Path:
-            """Write one self-contained HTML file that browses this volume offline."""
+            """Write one self-contained HTML file that browses this volume offline, from the current view:
+            crosshair, plane, layout, window, convention, overlays shown and opacity, measurements."""
             return save_viewer_html(
                 self.volume,
                 path,
-                overlays=dict(self.overlays) or None,
+                overlays=self.overlays or None,
                 window=(self.center, self.width),
                 max_bytes=max_bytes,
                 crosshair=(self.crosshair[0], self.crosshair[1], self.crosshair[2]),
+                plane=self.plane,
+                layout=self.plane_layout,
+                opacity=self.opacity,
+                visible=list(self.overlay_visible),
+                convention=self.convention,
+                measurements=list(self.measurements),
             )
+
+
+def _check_layout(layout: str) -> str:
+    if layout not in ("three", "one"):
+        raise ValueError(f"layout must be 'three' (linked planes) or 'one' (the main plane), got {layout!r}")
+    return layout
+
+
+def _moved_measurement(measurement: dict[str, Any], source: Volume, target: Volume, convention: str) -> dict[str, Any]:
+    """A page measurement on `source`'s grid redrawn on `target`'s grid (same patient positions)."""
+    plane = measurement["plane"]
+    before = displayed_geometry(plane_geometry(source, plane), measurement.get("convention", convention))
+    after = displayed_geometry(plane_geometry(target, plane), measurement.get("convention", convention))
+    r0, c0, r1, c1 = (int(v) for v in measurement["pixels"])
+    ends = [
+        _moved_voxel(voxel_index(before, source.shape, measurement["index"], r, c), source, target)
+        for r, c in ((r0, c0), (r1, c1))
+    ]
+    pixels = [int(v) for end in ends for v in display_pixel(after, target.shape, (end[0], end[1], end[2]))]
+    return {**measurement, "index": ends[0][after.slice_axis], "pixels": pixels}
 
 
 def save_viewer_html(
@@ -739,45 +1111,67 @@ def save_viewer_html(
     window: str | tuple[float, float] = "brain",
     max_bytes: int = HTML_EXPORT_BYTES,
     crosshair: tuple[int, int, int] | None = None,
+    plane: str = "axial",
+    layout: str = "three",
+    opacity: float = 0.4,
+    visible: list[bool] | None = None,
+    convention: str = "radiological",
+    measurements: list[dict[str, Any]] | None = None,
 ) -> Path:
     """One self-contained HTML file with the viewer and the volume, for a colleague without Python.
 
-    The same JavaScript as :func:`view`; the volume is embedded base64 as int16,
-    decimated beyond `max_bytes` (the page says so). Written atomically.
+    The same JavaScript as :func:`view`; the volume and the overlays (with
+    the colours and legend of the live viewer) are embedded base64, int16
+    and uint8, decimated beyond `max_bytes` (the page says so). Written
+    atomically. :meth:`CTViewer.save_html` passes the viewer's current state.
+
+    Parameters
+    ----------
+    volume : Volume
+    path : str or path-like
+    overlays : as for :func:`view`
+    window : str or (float, float)
+    max_bytes : int
+        Limit of the embedded int16 volume.
+    crosshair : (int, int, int), optional
+        Array index in `volume` (moved onto the decimated grid when thinned).
+    plane, layout, opacity, convention : as for :func:`view`
+    visible : list of bool, optional
+        Which overlays start shown (default all).
+    measurements : list of dict, optional
+        Measurements made in a live viewer (its ``measurements``), on `volume`'s grid.
     """
     import base64
     import json
     import tempfile
 
-    shown, note, named, _ = _page_volume(volume, overlays, max_bytes)
+    shown, note, built, _ = _page_volume(volume, overlays, max_bytes)
     center, width, _ = window_setting(window)
     name = window if isinstance(window, str) else "custom"
     meta = _viewer_meta(shown, (center, width, name), note)
     meta["banner"] = "standalone copy: no Python behind it"
-    point = list(crosshair) if crosshair is not None else [n // 2 for n in shown.shape]
+    point = _moved_voxel(crosshair, volume, shown) if crosshair is not None else [n // 2 for n in shown.shape]
+    carried = [_moved_measurement(m, volume, shown, convention) for m in measurements or []]
     state = {
         "_meta": meta,
         "_static_id": "standalone",
         "crosshair": point,
-        "plane": "axial",
-        "plane_layout": "three",
+        "plane": check_plane(plane),
+        "plane_layout": _check_layout(layout),
         "center": center,
         "width": width,
         "window_name": name,
-        "convention": "radiological",
-        "opacity": 0.4,
-        "overlay_visible": [True] * len(named),
-        "measurements": [],
+        "convention": _check_convention(convention),
+        "opacity": opacity,
+        "overlay_visible": list(visible) if visible is not None else [True] * len(built),
+        "measurements": carried,
     }
     blobs = [np.ascontiguousarray(shown.hu).tobytes()]
     has_padding = shown.padding is not None and bool(shown.padding.any())
     if has_padding:
         blobs.append(np.ascontiguousarray(shown.padding, np.uint8).tobytes())
-    overlay_info = []
-    for i, (overlay_name, array) in enumerate(named):
-        blobs.append(np.ascontiguousarray(array, np.uint8).tobytes())
-        overlay_info.append({"name": overlay_name, "colours": [[0, 0, 0], list(_OVERLAY_COLOURS[i % 6])]})
-    message = {"type": "volume", "padding": has_padding, "overlays": overlay_info}
+    blobs += [_as_uint8(overlay.data).tobytes() for overlay in built]
+    message = {"type": "volume", "padding": has_padding, "overlays": [overlay.page_info() for overlay in built]}
     script = (_STATIC_DIR / "viewer.js").read_text().replace("export default { initialize, render };", "")
     script = script.replace("export function createViewer", "function createViewer")
     payload = json.dumps([base64.b64encode(b).decode("ascii") for b in blobs])
@@ -846,7 +1240,9 @@ def view(
         gantry tilt corrected first (the viewer notes it).
     overlays : ndarray, Volume or dict of name -> array, optional
         Masks or label maps (0..255), one value per voxel; colours, a legend,
-        on/off and opacity in the page.
+        on/off and opacity in the page. Each mask, and each value present in a
+        label map, takes the next colour of :data:`OVERLAY_COLOURS`
+        (:func:`as_overlays`); the static picture uses the same colours.
     plane : {"axial", "coronal", "sagittal"}
         Main plane (the one shown with ``layout="one"``).
     window : str or (float, float)
@@ -892,13 +1288,16 @@ def view(
     are in.
 
     Without a kernel: the output also holds a static PNG of the three planes
-    with plane, slice, window and orientation letters, which nbconvert HTML and
-    GitHub show. In IPython it is drawn (matplotlib) just after the cell, so the
+    with plane, slice, window and orientation letters, the overlays shown in the
+    page (their colours, opacity and a legend), padding in its own colour, the
+    crosshair and the measurements made on the shown slices (all of them listed
+    under the picture), which nbconvert HTML and GitHub show. In IPython it is drawn (matplotlib) just after the cell, so the
     live picture does not wait for it; until then a plain picture of the main
     plane stands in. A notebook reopened in JupyterLab 4 shows that picture and,
     in place of the widget whose model is gone, a line saying so (measured
     in ``tests/test_viewer_browser.py``). Call :meth:`CTViewer.update_static`
-    to redraw the picture from the current state. A viewer whose kernel stops
+    to redraw the picture from the current state (after browsing, toggling
+    overlays or measuring in the page, so the saved notebook shows that view). A viewer whose kernel stops
     answering keeps browsing in the page and says that Python no longer sees it.
 
     Examples

@@ -19,6 +19,7 @@ from ctexplore.plotting import (  # noqa: E402
     plot_orthogonal,
     plot_slice_grid,
 )
+from ctexplore.viewer import MARK_COLOURS, OVERLAY_COLOURS  # noqa: E402
 from ctexplore.volume import Volume  # noqa: E402
 
 
@@ -35,6 +36,15 @@ def close_figures():
 
 def _panel_axes(fig):
     return [ax for ax in fig.axes if ax.images]
+
+
+def _legend_texts(fig):
+    return [text.get_text() for legend in fig.legends for text in legend.get_texts()]
+
+
+def _rendered(fig) -> np.ndarray:
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3]
 
 
 class TestSliceGrid:
@@ -65,8 +75,23 @@ class TestSliceGrid:
 
     def test_mask_is_drawn_over_the_slice(self, head):
         k = int(round(head.world_to_index(BLEED_CENTRE_MM)[0]))
-        fig = plot_slice_grid(head, indices=[k], mask=head.hu == 70)
-        assert len(_panel_axes(fig)[0].images) == 2
+        fig = plot_slice_grid(head, indices=[k], mask=head.hu == 70, mask_opacity=0.5)
+        base, overlay = _panel_axes(fig)[0].images
+        rgba = overlay.get_array()
+        bleed = head.hu[k] == 70
+        np.testing.assert_allclose(rgba[bleed], [(*np.divide(OVERLAY_COLOURS[0], 255), 0.5)] * int(bleed.sum()))
+        assert (rgba[~bleed, 3] == 0).all()
+        assert _legend_texts(fig) == ["mask"]
+
+    def test_overlays_are_named_in_a_legend_with_label_values(self, head):
+        k = int(round(head.world_to_index(BLEED_CENTRE_MM)[0]))
+        labels = np.where(head.hu == 1200, 4, 0).astype(np.uint8)
+        fig = plot_slice_grid(head, indices=[k], overlays={"bleed": head.hu == 70, "bone": labels})
+        assert _legend_texts(fig) == ["bleed", "bone 4"]
+        colours = [tuple(np.rint(np.multiply(h.get_facecolor()[:3], 255))) for h in fig.legends[0].legend_handles]
+        assert colours == [OVERLAY_COLOURS[0], OVERLAY_COLOURS[1]]
+        with pytest.raises(ValueError, match="not both"):
+            plot_slice_grid(head, indices=[k], mask=labels > 0, overlays={"bone": labels})
 
     def test_tilted_volume_says_so_in_the_title(self):
         affine = head_affine((6, 32, 32), (5.0, 1.0, 1.0))
@@ -145,3 +170,44 @@ class TestOrthogonalAndProjection:
         np.testing.assert_array_equal(slab, head.hu[:2].max(axis=0))
         with pytest.raises(ValueError, match="slab"):
             max_intensity_projection(head, "axial", slab=(5, 5))
+
+    def test_orthogonal_overlays_fill_every_plane_in_the_viewer_colours(self, head):
+        point = tuple(int(v) for v in np.round(head.world_to_index(BLEED_CENTRE_MM)))
+        fig = plot_orthogonal(head, point, overlays={"bleed": head.hu == 70}, mask_opacity=1.0)
+        assert _legend_texts(fig) == ["bleed"]
+        for ax, plane in zip(fig.axes, ("axial", "coronal", "sagittal")):
+            geometry = plane_geometry(head, plane)
+            expected = slice_image(head.hu == 70, geometry, point[geometry.slice_axis])
+            np.testing.assert_array_equal(ax.images[1].get_array()[..., 3] > 0, expected)
+        picture = _rendered(fig)
+        red = (np.abs(picture.astype(int) - OVERLAY_COLOURS[0]) <= 2).all(axis=-1)
+        assert red.sum() > 100  # three opaque bleeds and the swatch, in the rendered pixels
+
+    def test_mip_projects_the_overlays_too(self, head):
+        fig = plot_orthogonal(head, mip=True, overlays={"bleed": head.hu == 70})
+        np.testing.assert_array_equal(fig.axes[0].images[1].get_array()[..., 3] > 0, (head.hu == 70).any(axis=0))
+
+    def test_neurological_convention_mirrors_axial_and_coronal_and_swaps_letters(self, head):
+        radiological = plot_orthogonal(head, window="bone")
+        neurological = plot_orthogonal(head, window="bone", convention="neurological")
+        for a, b in zip(radiological.axes[:2], neurological.axes[:2]):
+            np.testing.assert_array_equal(b.images[0].get_array(), a.images[0].get_array()[:, ::-1])
+            assert [t.get_text() for t in b.texts][:2] == ["L", "R"]
+        np.testing.assert_array_equal(
+            neurological.axes[2].images[0].get_array(), radiological.axes[2].images[0].get_array()
+        )
+        with pytest.raises(ValueError, match="convention must be"):
+            plot_orthogonal(head, convention="left")
+
+    def test_padding_is_drawn_in_the_viewer_padding_colour_when_asked(self, head):
+        fig = plot_orthogonal(head, show_padding=True)
+        assert _legend_texts(fig) == ["padding (outside the scanned field)"]
+        picture = _rendered(fig)
+        assert (picture == MARK_COLOURS["padding"]).all(axis=-1).sum() > 100
+        assert not (_rendered(plot_orthogonal(head)) == MARK_COLOURS["padding"]).all(axis=-1).any()
+
+    def test_chosen_planes_only(self, head):
+        fig = plot_orthogonal(head, (10, 40, 30), planes=("coronal",))
+        assert [ax.get_title() for ax in fig.axes] == [f"coronal  y = {head.index_to_world([0, 40, 0])[1]:.1f} mm"]
+        with pytest.raises(ValueError, match="plane must be one of"):
+            plot_orthogonal(head, planes=("oblique",))

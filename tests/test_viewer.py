@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -19,8 +20,11 @@ from ctexplore.planes import (
     window_setting,
 )
 from ctexplore.viewer import (
+    MARK_COLOURS,
+    OVERLAY_COLOURS,
     CTViewer,
     ViewerState,
+    as_overlays,
     display_range,
     display_size,
     display_volume,
@@ -28,7 +32,9 @@ from ctexplore.viewer import (
     full_resolution_slab,
     hu_at,
     readout_text,
+    render_plane,
     render_slice,
+    save_viewer_html,
     slice_image,
     view,
 )
@@ -249,7 +255,13 @@ class TestCTViewer:
         bundle = viewer._static_bundle(quick=True)
         image = _decode(bundle["image/png"])
         geometry = plane_geometry(viewer.volume, "coronal")
-        np.testing.assert_array_equal(image, render_slice(slice_image(head.hu, geometry, 40), 40, 80))
+        grey = render_slice(slice_image(head.hu, geometry, 40), 40, 80)
+        row, col = (int(v) for v in display_pixel(geometry, head.shape, tuple(viewer.crosshair)))
+        away = np.ones(grey.shape, bool)
+        away[row, :] = away[:, col] = False  # the crosshair lines
+        for channel in range(3):
+            np.testing.assert_array_equal(image[..., channel][away], grey[away])
+        assert (image[row, 0] == np.rint(grey[row, 0] * 0.2 + np.array(MARK_COLOURS["crosshair"]) * 0.8)).all()
         width, height = display_size(geometry, head.shape)
         assert f'width="{width}" height="{height}"' in bundle["text/html"]
         assert "coronal 40/" in bundle["text/plain"]
@@ -303,3 +315,138 @@ class TestFullResolutionOnDemand:
     def test_slab_limit_below_one_slice_is_refused_with_the_remedy(self, head):
         with pytest.raises(ValueError, match="over the limit of 100; pass a larger max_bytes"):
             full_resolution_slab(head, 3, limit=100)
+
+
+def _blend(grey: float, colour: tuple[int, int, int], opacity: float) -> np.ndarray:
+    return np.rint(grey * (1 - opacity) + np.asarray(colour, np.float64) * opacity)
+
+
+def _count_near(image: np.ndarray, colour, tolerance: int = 2) -> int:
+    """Pixels of an RGB(A) PNG within `tolerance` of `colour` in every channel."""
+    return int((np.abs(image[..., :3].astype(int) - np.asarray(colour, int)) <= tolerance).all(axis=-1).sum())
+
+
+class TestOverlaysInStaticPictures:
+    """The picture saved for readers without a kernel shows the overlays, legend and measurements of the page."""
+
+    @pytest.fixture()
+    def overlaid(self, head):
+        labels = np.zeros(head.shape, np.uint8)
+        labels[head.hu == 5] = 3  # ventricles
+        labels[head.hu == 1200] = 9  # skull
+        viewer = view(head, {"bleed": head.hu == 70, "tissue": labels})
+        viewer.crosshair = list(_bleed_voxel(head))
+        return viewer
+
+    def test_masks_and_label_values_take_the_palette_in_turn(self, head, overlaid):
+        bleed, tissue = overlaid.overlays
+        assert not bleed.is_label_map and bleed.legend() == [("bleed", OVERLAY_COLOURS[0])]
+        assert tissue.values == (3, 9)
+        assert tissue.legend() == [("tissue 3", OVERLAY_COLOURS[1]), ("tissue 9", OVERLAY_COLOURS[2])]
+        # every value present has its own colour in the table the page indexes by value
+        info = tissue.page_info()
+        assert info["colours"][3] == list(OVERLAY_COLOURS[1]) and info["colours"][9] == list(OVERLAY_COLOURS[2])
+        assert [e["text"] for e in info["legend"]] == ["tissue 3", "tissue 9"]
+
+    def test_page_gets_the_same_overlay_colours_as_the_pictures(self, head, overlaid, tmp_path):
+        (start, _), *_ = overlaid._volume_messages()
+        assert start["overlays"] == [o.page_info() for o in overlaid.overlays]
+        assert overlaid._meta["colours"]["crosshair"] == list(MARK_COLOURS["crosshair"])
+        html = save_viewer_html(head, tmp_path / "scan.html", overlays=overlaid.overlays).read_text()
+        assert json.dumps([o.page_info() for o in overlaid.overlays]) in html
+        assert not list(tmp_path.glob("*.tmp"))
+
+    def test_overlay_values_outside_a_byte_are_refused(self, head):
+        with pytest.raises(ValueError, match="overlay 'regions' holds labels outside 0..255"):
+            as_overlays(head, {"regions": np.full(head.shape, 300, np.int32)})
+
+    def test_quick_picture_blends_visible_overlays_with_their_opacity(self, head, overlaid):
+        k, r, c = _bleed_voxel(head)
+        pixel = (r + 2, c + 2)  # inside the bleed, off the crosshair lines
+        grey = 223.0  # 70 HU in the brain window 40/80
+        image = _decode(overlaid._static_bundle(quick=True)["image/png"])
+        np.testing.assert_array_equal(image[pixel], _blend(grey, OVERLAY_COLOURS[0], 0.4))
+        overlaid.opacity = 0.9
+        image = _decode(overlaid._static_bundle(quick=True)["image/png"])
+        np.testing.assert_array_equal(image[pixel], _blend(grey, OVERLAY_COLOURS[0], 0.9))
+        overlaid.overlay_visible = [False, True]
+        image = _decode(overlaid._static_bundle(quick=True)["image/png"])
+        np.testing.assert_array_equal(image[pixel], [grey] * 3)
+        skull = np.argwhere(head.hu[k] == 1200)[0]
+        np.testing.assert_array_equal(image[tuple(skull)], _blend(255, OVERLAY_COLOURS[2], 0.9))
+
+    def test_quick_picture_paints_padding_and_measurements_like_the_page(self):
+        padded = synthetic_head((12, 64, 64), (5.0, 2.5, 2.5), padding=True)
+        viewer = view(padded)
+        corner = np.argwhere(padded.padding[viewer.crosshair[0]])[0]
+        line = {"kind": "line", "plane": "axial", "index": viewer.crosshair[0], "pixels": [5, 10, 5, 30], "text": "x"}
+        viewer.measurements = [line, {**line, "index": 0, "pixels": [50, 10, 50, 30]}]  # the second: other slice
+        image = _decode(viewer._quick_png())
+        np.testing.assert_array_equal(image[tuple(corner)], MARK_COLOURS["padding"])
+        assert (image[5, 10:31] == MARK_COLOURS["measurement"]).all()
+        assert not (image[50, 10:31] == MARK_COLOURS["measurement"]).all(axis=-1).any()
+
+    def test_neurological_picture_is_the_radiological_one_mirrored(self, head, overlaid):
+        kwargs = dict(overlays=overlaid.overlays, opacity=0.4)
+        point = tuple(overlaid.crosshair)
+        radiological = render_plane(head, "axial", point, 40, 80, **kwargs)
+        neurological = render_plane(head, "axial", point, 40, 80, convention="neurological", **kwargs)
+        np.testing.assert_array_equal(neurological, radiological[:, ::-1])
+        overlaid.convention = "neurological"
+        np.testing.assert_array_equal(_decode(overlaid._quick_png()), neurological)
+
+    def test_full_picture_shows_overlays_legend_and_only_the_visible_ones(self, head, overlaid):
+        bleed_colour = _blend(223.0, OVERLAY_COLOURS[0], 0.4)
+        image = _decode(overlaid.static_png())
+        assert _count_near(image, bleed_colour) > 50  # the bleed, filled, in three planes
+        assert _count_near(image, OVERLAY_COLOURS[0], 0) > 20  # its legend swatch
+        assert _count_near(image, OVERLAY_COLOURS[2], 0) > 20  # label 9's swatch
+        overlaid.overlay_visible = [False, True]
+        image = _decode(overlaid.static_png())
+        assert _count_near(image, bleed_colour) == 0 and _count_near(image, OVERLAY_COLOURS[0], 0) == 0
+        assert _count_near(image, OVERLAY_COLOURS[2], 0) > 20
+
+    def test_full_picture_draws_the_measurements_of_the_shown_slices(self, head, overlaid):
+        k, r, c = overlaid.crosshair
+        assert _count_near(_decode(overlaid.static_png()), MARK_COLOURS["measurement"]) == 0
+        overlaid.measurements = [
+            {"kind": "line", "plane": "axial", "index": k, "pixels": [10, 10, 10, 70], "text": "120.0 mm"},
+            {"kind": "ellipse", "plane": "coronal", "index": r, "pixels": [4, 20, 12, 40], "text": "mean 40.0 HU"},
+        ]
+        image = _decode(overlaid.static_png())
+        assert _count_near(image, MARK_COLOURS["measurement"]) > 40
+        caption = overlaid._static_bundle(quick=True)["text/plain"]
+        assert f"#1 axial {k}: 120.0 mm" in caption and f"#2 coronal {r}: mean 40.0 HU" in caption
+        assert "overlays shown: bleed, tissue (opacity 0.4)" in caption
+
+    def test_update_static_redraws_the_output_from_the_current_state(self, head, overlaid):
+        updates = []
+
+        class Handle:
+            def update(self, bundle, raw):
+                updates.append(bundle)
+
+        overlaid._static_handle = Handle()
+        overlaid.overlay_visible = [False, False]
+        overlaid.update_static()
+        assert "overlays shown: none" in updates[-1]["text/plain"]
+        assert _count_near(_decode(updates[-1]["image/png"]), OVERLAY_COLOURS[0], 0) == 0
+
+    def test_saved_html_starts_from_the_viewers_state_on_its_own_grid(self, head, overlaid, tmp_path):
+        k, r, c = overlaid.crosshair
+        overlaid.overlay_visible = [True, False]
+        overlaid.opacity = 0.7
+        overlaid.measurements = [{"kind": "line", "plane": "axial", "index": k, "pixels": [10, 10, 10, 70]}]
+        path = overlaid.save_html(tmp_path / "scan.html", max_bytes=head.hu.nbytes // 3)  # thinned 2x in-plane
+        html = path.read_text()
+        state = json.loads(html.split("const state = ", 1)[1].split(";\n", 1)[0])
+        assert state["overlay_visible"] == [True, False] and state["opacity"] == 0.7
+        assert state["crosshair"] == [k, round(r / 2), round(c / 2)]
+        assert state["measurements"][0]["pixels"] == [5, 5, 5, 35] and state["measurements"][0]["index"] == k
+
+    def test_one_plane_layout_gives_a_picture_of_the_main_plane(self, head, overlaid):
+        three = _decode(overlaid.static_png())
+        overlaid.plane_layout, overlaid.plane = "one", "coronal"
+        one = _decode(overlaid.static_png())
+        assert three.shape[1] > 2 * three.shape[0] and one.shape[1] < 1.6 * one.shape[0]
+        assert _count_near(one, _blend(223.0, OVERLAY_COLOURS[0], 0.4)) > 20  # the bleed, in the coronal plane

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from synthetic_volumes import synthetic_head
 
 import ctexplore as ct
+from ctexplore.viewer import OVERLAY_COLOURS
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path(os.environ.get("CTEXPLORE_CHROMIUM", "/usr/bin/chromium"))
@@ -80,7 +85,7 @@ def test_nbconvert_html_of_an_executed_notebook_shows_the_picture_offline(tmp_pa
         "from synthetic_volumes import synthetic_head\n"
         "import ctexplore as ct\n"
         "vol = synthetic_head((40, 160, 160), (5.0, 1.3, 1.3))\n"
-        "ct.view(vol, index=24)"
+        "ct.view(vol, {'bleed': vol.hu == 70}, index=24)"
     )
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
     # what --execute does: widget state saved, so nbconvert renders the widget view of the output
@@ -104,6 +109,51 @@ def test_nbconvert_html_of_an_executed_notebook_shows_the_picture_offline(tmp_pa
             # the three labelled planes side by side, drawn after the cell in place of the 160 px stand-in
             assert size[0] > 1.5 * size[1], size
             assert "axial 24/39" in picture.get_attribute("alt")  # plane, slice and window go with it
+            assert "overlays shown: bleed (opacity 0.4)" in picture.get_attribute("alt")
+            # the bleed filled as the live viewer fills it: red at opacity 0.4 over 70 HU (grey 223)
+            shown = base64.b64decode(picture.get_attribute("src").split(",", 1)[1])
+            pixels = np.asarray(Image.open(io.BytesIO(shown)))[..., :3].astype(int)
+            blended = np.rint(223 * 0.6 + np.asarray(OVERLAY_COLOURS[0]) * 0.4)
+            assert (np.abs(pixels - blended) <= 2).all(axis=-1).sum() > 50
             page.screenshot(path=str(tmp_path / "offline.png"))
+        finally:
+            browser.close()
+
+
+def test_saved_html_of_a_viewer_keeps_its_overlays_visibility_and_measurements(tmp_path: Path) -> None:
+    """``viewer.save_html`` starts the standalone page where the live viewer was: overlays shown or hidden,
+    in the colours of the static picture, opacity and the measurements made."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    volume = synthetic_head((40, 160, 160), (5.0, 1.3, 1.3))
+    viewer = ct.view(volume, {"bleed": volume.hu == 70, "skull": volume.hu == 1200})
+    k = int(np.argwhere(volume.hu == 70)[:, 0].mean())
+    viewer.crosshair = [k, 80, 80]
+    viewer.overlay_visible = [True, False]
+    viewer.opacity = 1.0
+    viewer.measurements = [
+        {"kind": "line", "plane": "axial", "index": k, "pixels": [10, 10, 10, 90], "text": "104.0 mm"}
+    ]
+    path = viewer.save_html(tmp_path / "scan.html")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
+            page.goto(path.as_uri())
+            page.wait_for_selector(".ctexplore-viewer[data-ready=true]", timeout=15_000)
+            boxes = page.locator(".ctv-legend input[type=checkbox]")
+            assert [boxes.nth(i).is_checked() for i in range(boxes.count())] == [True, False]
+            assert page.locator(".ctv-legend").inner_text().split("\n")[:2] == ["bleed", "skull"]
+            assert f"#1 axial {k}: 104.0 mm" in page.locator(".ctv-measurements").inner_text()
+
+            def near(colour) -> int:
+                shot = np.asarray(Image.open(io.BytesIO(page.locator(".ctv-axial canvas").screenshot())))[..., :3]
+                return int((np.abs(shot.astype(int) - np.asarray(colour)) <= 3).all(axis=-1).sum())
+
+            assert near(OVERLAY_COLOURS[0]) > 50 and near(OVERLAY_COLOURS[1]) == 0  # skull hidden
+            boxes.nth(1).check()
+            assert near(OVERLAY_COLOURS[1]) > 50
         finally:
             browser.close()
