@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -28,10 +27,11 @@ from typing import Any
 
 import pytest
 
+from ctexplore.viewer import MARK_COLOURS
+
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
-VIEWER_JS = (REPO / "ctexplore" / "static" / "viewer.js").read_text()
 CHROMIUM = Path(os.environ.get("CTEXPLORE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -337,8 +337,7 @@ def test_padding_reads_as_padding_not_air(lab: Any) -> None:
         const r = c.width / c.clientWidth, px = (8.5 * c.clientWidth) / 160;
         return [...c.getContext('2d').getImageData(Math.round(px * r), Math.round(px * r), 1, 1).data].slice(0, 3); }"""
     )
-    padding_rgb = [int(v) for v in re.search(r"PADDING_RGBA = \[(\d+), (\d+), (\d+)", VIEWER_JS).groups()]
-    assert rgb == padding_rgb
+    assert rgb == list(MARK_COLOURS["padding"])
     kernel_print(lab, "viewer.crosshair = [20, 80, 80]")
     lab.wait_for_function("() => / \\d+ HU$/.test(document.querySelector('.ctv-crosshair-hu').textContent)")
 

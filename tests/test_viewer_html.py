@@ -157,3 +157,31 @@ def test_saved_html_of_a_viewer_keeps_its_overlays_visibility_and_measurements(t
             assert near(OVERLAY_COLOURS[1]) > 50
         finally:
             browser.close()
+
+
+def test_saved_html_lists_each_value_of_a_label_map_in_its_colour(tmp_path: Path) -> None:
+    """A label map gets one legend line per value present, with the colour the picture draws it in."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    volume = synthetic_head((40, 160, 160), (5.0, 1.3, 1.3))
+    labels = np.zeros(volume.shape, np.uint8)
+    labels[volume.hu == 70] = 1
+    labels[volume.hu == 1200] = 3
+    viewer = ct.view(volume, {"regions": labels})
+    (overlay,) = viewer.overlays
+    path = viewer.save_html(tmp_path / "labels.html")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
+            page.goto(path.as_uri())
+            page.wait_for_selector(".ctexplore-viewer[data-ready=true]", timeout=15_000)
+            entries = page.locator(".ctv-legend .ctv-legend-entry")
+            assert page.locator(".ctv-legend .ctv-overlay").inner_text() == "regions"
+            assert [entries.nth(i).inner_text() for i in range(entries.count())] == ["1", "3"]
+            swatches = [entries.nth(i).locator(".ctv-swatch").evaluate("s => s.style.background") for i in (0, 1)]
+            assert swatches == [f"rgb({', '.join(map(str, overlay.colours[v]))})" for v in (1, 3)]
+        finally:
+            browser.close()

@@ -4,7 +4,6 @@ const PRESETS = [
   ["brain", 40, 80], ["subdural", 80, 200], ["stroke", 40, 40],
   ["bone", 600, 2800], ["soft_tissue", 40, 400], ["lung", -600, 1500],
 ];
-const PADDING_RGBA = [40, 20, 60, 255];  // padding must not read as air (black)
 const STEP_KEYS = { ArrowUp: 1, ArrowDown: -1, PageUp: 10, PageDown: -10 };
 const WHEEL_NOTCH_PX = 40;
 
@@ -110,6 +109,14 @@ export function createViewer(model, root, pushed = null) {
 
   // ----- geometry -----------------------------------------------------------------------
   function geom(plane) { return meta().planes[plane]; }
+  // the page's colours (RGB) come from Python (viewer.MARK_COLOURS), as the static picture's do
+  function colour(name) { return meta().colours[name]; }
+  // a measurement keeps its place on the patient when the convention is switched after it was made
+  function shownPixels(plane, m) {
+    if (!m.convention || m.convention === model.get("convention") || plane === "sagittal") return m;
+    const last = dims(plane).cols - 1, [r0, c0, r1, c1] = m.pixels;
+    return { ...m, pixels: [r0, last - c0, r1, last - c1] };
+  }
   function flipH(plane) {
     const g = geom(plane);
     const neuro = model.get("convention") === "neurological" && plane !== "sagittal";
@@ -229,7 +236,7 @@ export function createViewer(model, root, pushed = null) {
       p.image = new ImageData(d.cols, d.rows);
     }
     const out = new Uint32Array(p.image.data.buffer), values = p.plane, pad = p.padPlane, n = values.length;
-    const padColour = packRgba(PADDING_RGBA);
+    const padColour = packRgba([...colour("padding"), 255]);
     if (pad) for (let k = 0; k < n; k++) out[k] = pad[k] ? padColour : lut[values[k] + 32768];
     else for (let k = 0; k < n; k++) out[k] = lut[values[k] + 32768];
     const visible = model.get("overlay_visible"), alpha = model.get("opacity");
@@ -269,7 +276,7 @@ export function createViewer(model, root, pushed = null) {
     // crosshair
     const [cr, cc] = pixelOf(plane, model.get("crosshair"));
     const x = t.ox + (cc + 0.5) * t.sx, y = t.oy + (cr + 0.5) * t.sy;
-    ctx.strokeStyle = "rgba(0,230,118,0.8)"; ctx.lineWidth = 1;
+    ctx.strokeStyle = `rgba(${colour("crosshair")},${meta().crosshair_alpha})`; ctx.lineWidth = 1;
     ctx.beginPath();
     ctx.moveTo(x, 0); ctx.lineTo(x, y - 6); ctx.moveTo(x, y + 6); ctx.lineTo(x, p.cssH);
     ctx.moveTo(0, y); ctx.lineTo(x - 6, y); ctx.moveTo(x + 6, y); ctx.lineTo(p.cssW, y);
@@ -278,7 +285,7 @@ export function createViewer(model, root, pushed = null) {
     const letters = meta().letters[plane];
     let [left, right] = [letters.left, letters.right];
     if (flipH(plane) !== geom(plane).flip_horizontal) [left, right] = [right, left];
-    ctx.fillStyle = "#ffeb3b"; ctx.font = "bold 14px sans-serif";
+    ctx.fillStyle = `rgb(${colour("letters")})`; ctx.font = "bold 14px sans-serif";
     ctx.textBaseline = "middle"; ctx.textAlign = "left"; ctx.fillText(left, 4, p.cssH / 2);
     ctx.textAlign = "right"; ctx.fillText(right, p.cssW - 4, p.cssH / 2);
     ctx.textAlign = "center"; ctx.textBaseline = "top"; ctx.fillText(letters.top, p.cssW / 2, 4);
@@ -294,7 +301,7 @@ export function createViewer(model, root, pushed = null) {
     // measurements on this slice
     for (const m of model.get("measurements")) {
       if (m.plane !== plane || m.index !== sliceIndex(plane)) continue;
-      drawShape(ctx, t, m, "#40c4ff");
+      drawShape(ctx, t, shownPixels(plane, m), `rgb(${colour("measurement")})`);
     }
     if (drag && drag.shape && drag.plane === plane) drawShape(ctx, t, drag.shape, "#ff9100");
     p.label.textContent = positionText(plane);
@@ -333,7 +340,7 @@ export function createViewer(model, root, pushed = null) {
     ctx.fillText(`${Math.round(c)}`, 21, 100);
     ctx.fillText(`${Math.round(c - w / 2)}`, 21, 178);
     ctx.textBaseline = "top"; ctx.fillText("HU", 4, 4);
-    ctx.fillStyle = `rgb(${PADDING_RGBA.slice(0, 3)})`; ctx.fillRect(4, 186, 14, 10);
+    ctx.fillStyle = `rgb(${colour("padding")})`; ctx.fillRect(4, 186, 14, 10);
     ctx.fillStyle = "#eee"; ctx.textBaseline = "middle"; ctx.fillText("pad", 21, 191);
   }
 
@@ -528,7 +535,7 @@ export function createViewer(model, root, pushed = null) {
   function measure(plane, shape) {
     const g = geom(plane);
     const [r0, c0, r1, c1] = shape.pixels;
-    const base = { kind: shape.kind, plane, index: sliceIndex(plane), pixels: shape.pixels };
+    const base = { kind: shape.kind, plane, index: sliceIndex(plane), pixels: shape.pixels, convention: model.get("convention") };
     if (shape.kind === "line") {
       const mm = Math.hypot((r1 - r0) * g.pixel_height, (c1 - c0) * g.pixel_width);
       return { ...base, length_mm: mm, text: `${mm.toFixed(1)} mm` };
@@ -586,10 +593,18 @@ export function createViewer(model, root, pushed = null) {
         visible[i] = box.checked;
         setLocal("overlay_visible", visible); sync(); paintAll();
       });
-      const swatch = el("span", "ctv-swatch");
-      swatch.style.background = `rgb(${ov.colours[1]})`;
-      row.append(box, swatch, el("span", "", ov.name));
+      const swatch = (entry) => { const s = el("span", "ctv-swatch"); s.style.background = `rgb(${entry.colour})`; return s; };
+      // a mask has one colour, beside its name; a label map one per value present, listed below it
+      const mask = ov.legend.length === 1 && ov.legend[0].text === ov.name;
+      row.append(box, ...(mask ? [swatch(ov.legend[0])] : []), el("span", "", ov.name));
       legend.appendChild(row);
+      if (!mask) {
+        for (const entry of ov.legend) {
+          const line = el("div", "ctv-legend-entry");
+          line.append(swatch(entry), el("span", "", entry.text.slice(ov.name.length + 1)));
+          legend.appendChild(line);
+        }
+      }
     });
     const opacity = el("input", "ctv-opacity"); opacity.type = "range"; opacity.min = 0; opacity.max = 1; opacity.step = 0.05;
     opacity.value = model.get("opacity");
@@ -625,7 +640,7 @@ export function createViewer(model, root, pushed = null) {
       let next = 1;
       const padding = message.padding ? bytesOf(buffers[next++]) : null;
       const overlays = message.overlays.map((o) => ({ ...o, data: bytesOf(buffers[next++]) }));
-      vol = { hu, padding, overlays, strides };
+      vol = { hu, padding, overlays, strides, complete: true };
       showVolume();
       volumeDone(buffers);
     } else if (message.type === "volume_start") {
