@@ -28,6 +28,7 @@ __all__ = [
     "sample_study",
     "sample_dataset",
     "DATASET_FINDINGS",
+    "TRUTH_FOLDER",
     "fetch_cq500",
     "cq500_name",
     "cq500_url",
@@ -51,7 +52,8 @@ CACHE_ENV = "CTEXPLORE_CACHE"
 
 SAMPLE_PATIENT_ID = "PHANTOM-001"
 STUDY_FOLDER = "Unknown Study"  # what CQ500 (and many anonymised exports) call the study folder
-TRUTH_FOLDER = "ground-truth"  # beside the study: labels and lesion volumes of the sample
+#: Folder beside ``Unknown Study`` holding a sample patient's ground truth (labels npz, lesion volumes JSON).
+TRUTH_FOLDER = "ground-truth"
 _MARKER = ".ctexplore-sample.json"
 # Bump when the sample layout changes in a way the phantom source hash does not capture.
 _SAMPLE_FORMAT = 1
