@@ -1,12 +1,13 @@
-"""Time the phantom writer: the default sample study, and a full-size series (simple or realistic head).
+"""Time the phantom writer: the sample study, the sample data set, and a full-size series (simple or realistic head).
 
 Run: python benchmarks/bench_phantom.py                 # sample study + 256 x 512 x 512 simple series
      python benchmarks/bench_phantom.py --realistic     # the full-size series from the realistic head
      python benchmarks/bench_phantom.py --slices 32     # a shorter full-size series
 
 The sample study (`write_study()`: thin, thick, tilted series of the realistic head,
-localizer, non-image files, ground truth) is what tests and notebooks write first, so
-its time is the one to keep within a few seconds.
+localizer, non-image files, ground truth) and the CQ500-like sample data set
+(`ctexplore.sample_dataset()`: three patients, seven series, ground truth) are what tests
+and notebooks write first, so their times are the ones to keep within a few seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ctexplore.datasets import sample_dataset
 from ctexplore.headmodel import ImageFormation
 from ctexplore.phantom import write_series, write_study
 
@@ -33,6 +35,12 @@ def main() -> None:
         written = write_study(Path(folder) / "study", truth_folder=Path(folder) / "truth")
         seconds = time.perf_counter() - start
         print(f"write_study() default sample, {len(written)} series with ground truth: {seconds:.2f} s")
+
+        start = time.perf_counter()
+        root = sample_dataset(Path(folder) / "dataset")
+        seconds = time.perf_counter() - start
+        n_series = sum(1 for _ in root.glob("*/Unknown Study/*"))
+        print(f"sample_dataset() 3 patients, {n_series} series with ground truth: {seconds:.2f} s")
 
         start = time.perf_counter()
         options = dict(

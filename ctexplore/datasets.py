@@ -27,6 +27,8 @@ from ._atomic import atomic_folder
 __all__ = [
     "sample_study",
     "sample_dataset",
+    "DATASET_FINDINGS",
+    "TRUTH_FOLDER",
     "fetch_cq500",
     "cq500_name",
     "cq500_url",
@@ -50,7 +52,8 @@ CACHE_ENV = "CTEXPLORE_CACHE"
 
 SAMPLE_PATIENT_ID = "PHANTOM-001"
 STUDY_FOLDER = "Unknown Study"  # what CQ500 (and many anonymised exports) call the study folder
-TRUTH_FOLDER = "ground-truth"  # beside the study: labels and lesion volumes of the sample
+#: Folder beside ``Unknown Study`` holding a sample patient's ground truth (labels npz, lesion volumes JSON).
+TRUTH_FOLDER = "ground-truth"
 _MARKER = ".ctexplore-sample.json"
 # Bump when the sample layout changes in a way the phantom source hash does not capture.
 _SAMPLE_FORMAT = 1
@@ -183,24 +186,51 @@ def sample_study(
     return patient_folder / STUDY_FOLDER
 
 
+#: What each patient of `sample_dataset` shows: `ctexplore.headmodel.LESIONS` names, patient ``i``
+#: taking entry ``i % 3``.
+DATASET_FINDINGS: tuple[tuple[str, ...], ...] = (
+    ("subdural haemorrhage",),
+    (),
+    ("intraparenchymal haemorrhage", "intraventricular haemorrhage"),
+)
+
+
 def sample_dataset(
     dest: str | os.PathLike[str] | None = None,
     *,
     n_patients: int = 3,
     overwrite: bool = False,
 ) -> Path:
-    """Write (once) a small CQ500-like data set of synthetic patients.
+    """Write (once) a small CQ500-like data set of synthetic patients, with ground truth.
 
     Each patient gets the CQ500 layout ``CQ500-CT-<i>/Unknown Study/CT <desc>/``
     with one folder per series, so batch pipelines can be tried on it before
-    downloading real data. The patients differ the way real ones do:
+    downloading real data. Every series images the realistic head of
+    `ctexplore.headmodel` (partial volume, slice profile, correlated noise;
+    `ctexplore.phantom.SAMPLE_IMAGE_FORMATION`), and the patients differ the
+    way CQ500's do, in their findings (`DATASET_FINDINGS`) and their series:
 
-    - every patient has a thin (``CT PLAIN THIN``) and a thick (``CT 5mm``)
-      axial series;
-    - patient 1 also has a bone-kernel series (``CT BONE``) at the same slice
-      positions as its thin series: two candidate series of the same shape;
-    - patient 2's thin series is gantry-tilted (20 degrees), so its volume is
-      sheared until corrected.
+    - ``CQ500-CT-0``: an acute subdural haematoma, a thin crescent over the
+      right convexity;
+    - ``CQ500-CT-1``: no haemorrhage (a normal head). It also has a bone-kernel
+      series (``CT BONE``, kernel ``H70h``: sharper and four times noisier,
+      `ctexplore.phantom.SAMPLE_BONE_IMAGE_FORMATION`) at the slice positions of
+      its thin series: two candidate series of the same shape;
+    - ``CQ500-CT-2``: an intraparenchymal haemorrhage in the right frontal lobe
+      and intraventricular blood layering in the left occipital horn; its thin
+      series is gantry-tilted (20 degrees), so its volume is sheared until
+      corrected.
+
+    Every patient has a thin (``CT PLAIN THIN``, 2.5 mm) and a thick (``CT 5mm``)
+    axial series, soft kernel ``H30s``; patients from 3 on repeat the findings
+    of patient ``i % 3`` without the tilt or the bone series. The noise of each
+    series has its own seed, so the bytes are the same on every run.
+
+    The ground truth of each series (its label volume as npz, lesion volumes in
+    mL as JSON, `ctexplore.phantom.WrittenSeries.write_truth`) is saved in
+    ``CQ500-CT-<i>/ground-truth/``, outside ``Unknown Study``. A scan or batch of
+    the whole data set lists those files as skipped (not DICOM), with the
+    reason; a real CQ500 download has no such folder.
 
     Writing is deterministic, cached and atomic per patient, as in `sample_study`.
 
@@ -220,17 +250,21 @@ def sample_dataset(
 
     See Also
     --------
-    sample_study : one patient.
+    sample_study : one patient, all lesions, every export quirk.
     fetch_cq500 : the real CQ500 scans in the same layout.
 
     Examples
     --------
-    >>> import tempfile
+    >>> import json, tempfile
     >>> root = sample_dataset(tempfile.mkdtemp(), n_patients=2)
     >>> sorted(p.name for p in root.iterdir())
     ['CQ500-CT-0', 'CQ500-CT-1']
     >>> sorted(p.name for p in (root / "CQ500-CT-1" / "Unknown Study").iterdir())
     ['CT 5mm', 'CT BONE', 'CT PLAIN THIN']
+    >>> truth = sorted((root / "CQ500-CT-0" / "ground-truth").glob("CT_PLAIN_THIN_*_lesions.json"))[0]
+    >>> volumes = json.loads(truth.read_text())["volumes_ml"]
+    >>> [name for name, ml in volumes.items() if ml > 0]
+    ['subdural haemorrhage']
     """
     if n_patients < 1:
         raise ValueError(f"n_patients must be at least 1, got {n_patients}")
@@ -248,33 +282,41 @@ def _dataset_patient_writer(index: int) -> Callable[[Path], None]:
     def write(patient_folder: Path) -> None:
         from dataclasses import replace
 
-        from .phantom import SeriesHeader, SliceGeometry, write_series
+        from .phantom import (
+            SAMPLE_BONE_IMAGE_FORMATION,
+            SAMPLE_IMAGE_FORMATION,
+            SeriesHeader,
+            SliceGeometry,
+            write_series,
+        )
 
         study = patient_folder / STUDY_FOLDER
         patient_id = f"CQ500-CT-{index}"
         study_uid = _derived_uid(f"sample_dataset/{patient_id}/study")
         identity = SeriesHeader(patient_id=patient_id, study_uid=study_uid, file_prefix="CT")
+        findings = DATASET_FINDINGS[index % len(DATASET_FINDINGS)]
+        soft = replace(SAMPLE_IMAGE_FORMATION, lesions=findings)
         thin = SliceGeometry(n_slices=48, slice_spacing=2.5, matrix=96)
-        tilt = 20.0 if index == 2 else 0.0
-        write_series(
-            study / "CT PLAIN THIN",
-            geometry=replace(thin, gantry_tilt=tilt),
-            header=replace(identity, series_description="CT PLAIN THIN", series_number=2),
-            seed=10 * index,
-        )
-        write_series(
-            study / "CT 5mm",
-            geometry=SliceGeometry(n_slices=24, slice_spacing=5.0, matrix=96),
-            header=replace(identity, series_description="CT 5mm", series_number=3),
-            seed=10 * index + 1,
-        )
+        series = [
+            ("CT PLAIN THIN", 2, soft, replace(thin, gantry_tilt=20.0 if index == 2 else 0.0), "H30s"),
+            ("CT 5mm", 3, soft, SliceGeometry(n_slices=24, slice_spacing=5.0, matrix=96), "H30s"),
+        ]
         if index == 1:
-            write_series(
-                study / "CT BONE",
-                geometry=thin,
-                header=replace(identity, series_description="CT BONE", series_number=4),
-                seed=10 * index + 2,
+            series.append(("CT BONE", 4, replace(SAMPLE_BONE_IMAGE_FORMATION, lesions=findings), thin, "H70h"))
+        for number, (description, series_number, head, geometry, kernel) in enumerate(series):
+            written = write_series(
+                study / description,
+                head=head,
+                geometry=geometry,
+                header=replace(
+                    identity,
+                    series_description=description,
+                    series_number=series_number,
+                    convolution_kernel=kernel,
+                ),
+                seed=10 * index + number,
             )
+            written.write_truth(patient_folder / TRUTH_FOLDER)
 
     return write
 

@@ -159,8 +159,12 @@ class ImageFormation:
         kernel imposes on real CT noise (grain rather than salt and pepper).
     resolution_mm : float, default 1.0
         Full width at half maximum of the in-plane point spread (a Gaussian), as
-        the reconstruction kernel blurs every edge; never less than one pixel,
-        as on a coarse reconstruction matrix. 0: no blur.
+        the reconstruction kernel blurs every edge; never less than
+        `min_resolution_px` pixels. 0: no blur.
+    min_resolution_px : float, default 1.0
+        The finest point spread the reconstruction matrix allows, in pixels: a
+        soft kernel on a coarse matrix is never sharper than about one pixel,
+        while a sharp (bone) kernel keeps edges down to about half a pixel.
     lesions : tuple of str
         Which of `LESIONS` are present.
 
@@ -175,14 +179,15 @@ class ImageFormation:
     noise_sd: float = 6.0
     noise_correlation_mm: float = 0.7
     resolution_mm: float = 1.0
+    min_resolution_px: float = 1.0
     lesions: tuple[str, ...] = LESIONS
 
     def __post_init__(self) -> None:
         unknown = set(self.lesions) - set(LESIONS)
         if unknown:
             raise ValueError(f"unknown lesions {sorted(unknown)}; choose from {LESIONS}")
-        if self.supersample < 1 or self.slice_samples < 1 or self.noise_sd < 0:
-            raise ValueError("supersample and slice_samples must be >= 1 and noise_sd >= 0")
+        if self.supersample < 1 or self.slice_samples < 1 or self.noise_sd < 0 or self.min_resolution_px < 0:
+            raise ValueError("supersample and slice_samples must be >= 1, noise_sd and min_resolution_px >= 0")
 
     def image(
         self,
@@ -265,6 +270,15 @@ def head_labels(points: np.ndarray, lesions: Iterable[str] = LESIONS) -> np.ndar
     x, y, z = (np.ascontiguousarray(points[..., i]).ravel() for i in range(3))
     a, b, c = HEAD_SEMI_AXES_MM
     r = np.sqrt((x / a) ** 2 + (y / b) ** 2 + (z / c) ** 2)
+    labels = np.full(x.shape, LABELS["air"], dtype=np.uint8)
+    inside = r <= 1.0  # only points inside the head's outline are classified further
+    if inside.any():
+        labels[inside] = _tissue_labels(x[inside], y[inside], z[inside], r[inside], lesions)
+    return labels.reshape(shape)
+
+
+def _tissue_labels(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray, lesions: set[str]) -> np.ndarray:
+    """`head_labels` of points inside the head's outline (``r <= 1``), given flat coordinates."""
     distance = np.sqrt(x * x + y * y + z * z)
     with np.errstate(divide="ignore", invalid="ignore"):
         depth = distance * (1.0 / r - 1.0)  # below the skin along the ray from the centre
@@ -282,6 +296,16 @@ def head_labels(points: np.ndarray, lesions: Iterable[str] = LESIONS) -> np.ndar
     cortex_end = cortex_start + _CORTEX_MM
 
     L = LABELS
+    low, high = np.array([x.min(), y.min(), z.min()]), np.array([x.max(), y.max(), z.max()])
+
+    def within(centre: tuple[float, ...], axes: tuple[float, ...]) -> np.ndarray | None:
+        """Points inside the ellipsoid; None when their bounding box misses it (most shapes, most slices)."""
+        return _ellipsoid(x, y, z, centre, axes) if _box_overlaps(low, high, centre, axes) else None
+
+    def paint(where: np.ndarray | None, name: str) -> None:
+        if where is not None:
+            labels[where] = L[name]
+
     labels = np.full(x.shape, L["white matter"], dtype=np.uint8)
     # Sulci: CSF clefts that cut the cortical ribbon in a folded pattern.
     folds = np.sin(9.0 * np.arctan2(uy, ux)) * np.sin(11.0 * np.arccos(np.clip(uz, -1, 1)))
@@ -304,24 +328,25 @@ def head_labels(points: np.ndarray, lesions: Iterable[str] = LESIONS) -> np.ndar
     labels[sss | transverse] = L["venous sinus"]
 
     for centre, axes in _DEEP_NUCLEI:
-        labels[_ellipsoid(x, y, z, centre, axes)] = L["deep grey nuclei"]
-    ventricles = np.zeros(x.shape, bool)
+        paint(within(centre, axes), "deep grey nuclei")
     for centre, axes in (*_LATERAL_VENTRICLES, _THIRD_VENTRICLE, _FOURTH_VENTRICLE):
-        ventricles |= _ellipsoid(x, y, z, centre, axes)
-    labels[ventricles] = L["csf"]
+        paint(within(centre, axes), "csf")
     for centre, axes in _CALCIFICATIONS:
-        labels[_ellipsoid(x, y, z, centre, axes)] = L["calcification"]
+        paint(within(centre, axes), "calcification")
 
     for centre, axes in _ORBITS:
-        labels[_ellipsoid(x, y, z, centre, axes) & (depth > 0)] = L["orbital fat"]
+        orbit = within(centre, axes)
+        paint(None if orbit is None else orbit & (depth > 0), "orbital fat")
     for centre, axes in _GLOBES:
-        labels[_ellipsoid(x, y, z, centre, axes)] = L["globe"]
+        paint(within(centre, axes), "globe")
     for centre, axes in _LENSES:
-        labels[_ellipsoid(x, y, z, centre, axes)] = L["lens"]
+        paint(within(centre, axes), "lens")
     for centre, axes in _AIR_SPACES:
-        labels[_ellipsoid(x, y, z, centre, axes)] = L["sinus air"]
+        paint(within(centre, axes), "sinus air")
     for centre, axes in _MASTOIDS:
-        inside = _ellipsoid(x, y, z, centre, axes)
+        inside = within(centre, axes)
+        if inside is None:
+            continue
         # honeycomb of air cells separated by thin bony septa
         cells = np.cos(x[inside] * 1.1) * np.cos(y[inside] * 1.1) * np.cos(z[inside] * 1.1) > -0.2
         labels[inside] = np.where(cells, L["sinus air"], L["cortical bone"]).astype(np.uint8)
@@ -330,11 +355,10 @@ def head_labels(points: np.ndarray, lesions: Iterable[str] = LESIONS) -> np.ndar
         region = (ux > 0.35) & (uz > 0.2) & (uy > -0.2) & (uy < 0.6)
         labels[region & (labels == L["csf"]) & (depth < cortex_end)] = L["subarachnoid haemorrhage"]
     if "intraventricular haemorrhage" in lesions:  # layering in the left occipital horn
-        centre, axes = _LATERAL_VENTRICLES[1]
-        horn = _ellipsoid(x, y, z, centre, axes) & (y > 14.0) & (z < 14.0)
-        labels[horn] = L["intraventricular haemorrhage"]
+        ventricle = within(*_LATERAL_VENTRICLES[1])
+        paint(None if ventricle is None else ventricle & (y > 14.0) & (z < 14.0), "intraventricular haemorrhage")
     if "intraparenchymal haemorrhage" in lesions:
-        labels[_ellipsoid(x, y, z, *_IPH)] = L["intraparenchymal haemorrhage"]
+        paint(within(*_IPH), "intraparenchymal haemorrhage")
     if "subdural haemorrhage" in lesions:  # a thin crescent over the right convexity
         angle = np.arccos(np.clip(-ux * 0.80 + uy * 0.20 + uz * 0.56, -1, 1))
         thickness = 6.0 * np.sqrt(np.clip(1 - (angle / 0.75) ** 2, 0, None))
@@ -348,8 +372,7 @@ def head_labels(points: np.ndarray, lesions: Iterable[str] = LESIONS) -> np.ndar
         in_patch = (ux > 0.45) & (uz > 0.35) & (plane < 0.6 / np.maximum(distance, 1.0))
         labels[in_patch & (depth >= _SKIN_MM + _FAT_MM) & (depth < skull_end)] = L["fracture"]
 
-    labels[r > 1.0] = L["air"]
-    return labels.reshape(shape)
+    return labels
 
 
 def head_hu(points: np.ndarray, lesions: Iterable[str] = LESIONS) -> np.ndarray:
@@ -457,8 +480,8 @@ def form_image(
         from scipy.ndimage import gaussian_filter
 
         pixel_mm = np.array([np.linalg.norm(row_step), np.linalg.norm(col_step)])
-        # a reconstruction on a coarse matrix is never sharper than about one pixel
-        sigma_px = np.maximum(formation.resolution_mm, pixel_mm) / 2.3548 / pixel_mm
+        # a reconstruction on a coarse matrix is never sharper than about one pixel (half of one, sharp kernel)
+        sigma_px = np.maximum(formation.resolution_mm, formation.min_resolution_px * pixel_mm) / 2.3548 / pixel_mm
         total = gaussian_filter(total, sigma_px, mode="nearest")
     return total.astype(np.float32)
 

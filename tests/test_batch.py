@@ -253,3 +253,25 @@ class TestResume:
         import nibabel
 
         assert nibabel.load(image).header.get_zooms() == pytest.approx((4.0, 4.0, 4.0))
+
+
+def test_the_sample_data_sets_ground_truth_is_listed_as_skipped_files_and_the_bone_series_left_out(tmp_path):
+    from ctexplore.datasets import TRUTH_FOLDER, sample_dataset
+
+    root = sample_dataset(tmp_path / "sample", n_patients=2)
+    summary = preprocess(root, tmp_path / "out", rule="cq500", options=FAST, workers=1, progress=False)
+
+    truth_files = sorted(root.glob(f"*/{TRUTH_FOLDER}/*"))
+    assert len(truth_files) == 4 + 6  # patient 0: thin and thick; patient 1 also the bone series
+    with open(tmp_path / "out" / "skipped_files.csv", newline="") as stream:
+        listed = {Path(row["path"]): row["reason"] for row in csv.DictReader(stream)}
+    assert sorted(listed) == truth_files  # every truth file, each with its reason, and nothing else
+    assert all("not a DICOM image" in reason for reason in listed.values())
+    assert summary.skipped_files == [(path, listed[path]) for path, _ in summary.skipped_files]
+    rows = read_manifest(tmp_path / "out")
+    assert rows["CQ500-CT-1/CT BONE"]["status"] == "skipped"
+    assert "sharp kernel" in rows["CQ500-CT-1/CT BONE"]["reason"]
+    assert {key for key, row in rows.items() if row["status"] == "ok"} == {
+        "CQ500-CT-0/CT PLAIN THIN",
+        "CQ500-CT-1/CT PLAIN THIN",
+    }

@@ -15,12 +15,15 @@ import zipfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom import examples
+from scipy import ndimage
 
-from ctexplore import scan
+from ctexplore import load_series, scan
 from ctexplore.datasets import (
+    DATASET_FINDINGS,
     ChecksumError,
     DownloadError,
     UnsafeArchiveError,
@@ -31,6 +34,9 @@ from ctexplore.datasets import (
     sample_dataset,
     sample_study,
 )
+from ctexplore.headmodel import LABELS, LESIONS, TISSUE_HU
+from ctexplore.phantom import SAMPLE_BONE_IMAGE_FORMATION, SAMPLE_IMAGE_FORMATION
+from ctexplore.selection import kernel_class
 
 DICOM_BYTES = Path(examples.get_path("ct")).read_bytes()  # a real CT slice shipped with pydicom
 
@@ -575,3 +581,80 @@ class TestSampleDataset:
         sample_dataset(tmp_path, n_patients=1)
 
         assert tree_bytes(tmp_path / "CQ500-CT-0") == tree_bytes(dataset_root / "CQ500-CT-0")
+
+    def test_each_patient_shows_its_findings_and_the_volumes_are_the_label_counts(self, dataset_root):
+        assert DATASET_FINDINGS[0] == ("subdural haemorrhage",) and DATASET_FINDINGS[1] == ()
+        for index in range(3):
+            patient = dataset_root / f"CQ500-CT-{index}"
+            series = scan(patient).volumes
+            truths = {truth["series_uid"]: (path, truth) for path, truth in ground_truth(patient)}
+            assert set(truths) == {s.uid for s in series}  # one truth per series, none for anything else
+            for one in series:
+                path, truth = truths[one.uid]
+                assert truth["description"] == one.description
+                with np.load(path.with_name(path.name.replace("_lesions.json", "_labels.npz"))) as saved:
+                    labels = saved["labels"]
+                assert labels.shape == (one.n_images, one.headers[0].rows, one.headers[0].columns)
+                rows, cols = one.headers[0].pixel_spacing
+                voxel_ml = rows * cols * one.spacing_summary[1] / 1000
+                counts = np.bincount(labels.ravel(), minlength=len(LABELS))
+                for lesion in LESIONS:
+                    assert truth["volumes_ml"][lesion] == pytest.approx(counts[LABELS[lesion]] * voxel_ml, rel=1e-9)
+                present = {lesion for lesion, ml in truth["volumes_ml"].items() if ml > 0}
+                assert present == set(DATASET_FINDINGS[index]), (patient.name, one.description)
+
+    def test_lesions_are_bright_where_the_truth_puts_them(self, dataset_root):
+        patient = dataset_root / "CQ500-CT-2"
+        thin = next(s for s in scan(patient).volumes if s.description == "CT PLAIN THIN")
+        path = next(path for path, truth in ground_truth(patient) if truth["series_uid"] == thin.uid)
+        with np.load(path.with_name(path.name.replace("_lesions.json", "_labels.npz"))) as saved:
+            labels = saved["labels"]
+        hu = load_series(thin).hu  # the acquired (sheared) grid, as the labels are
+        bleed = hu[labels == LABELS["intraparenchymal haemorrhage"]]
+        white = hu[labels == LABELS["white matter"]]
+        assert bleed.size > 100
+        assert np.median(bleed) > np.median(white) + 25  # 65 HU clot in 28 HU white matter, blurred at its rim
+
+    def test_truth_files_sit_outside_the_study_and_a_scan_lists_them_as_skipped(self, dataset_root):
+        patient = dataset_root / "CQ500-CT-0"
+        truth_files = sorted((patient / "ground-truth").iterdir())
+        assert len(truth_files) == 4  # labels and volumes of the thin and the thick series
+        assert not list((patient / "Unknown Study").rglob("*.npz"))
+        skipped = dict(scan(patient).skipped)
+        assert sorted(skipped) == truth_files  # recorded, never dropped silently, and nothing else is skipped
+        assert all("not a DICOM image" in reason for reason in skipped.values())
+
+    def test_noise_in_uniform_brain_is_what_the_image_formation_asks(self, dataset_root):
+        patient = dataset_root / "CQ500-CT-0"
+        for one in scan(patient).volumes:
+            path = next(path for path, truth in ground_truth(patient) if truth["series_uid"] == one.uid)
+            with np.load(path.with_name(path.name.replace("_lesions.json", "_labels.npz"))) as saved:
+                labels = saved["labels"]
+            # deep white matter: no other tissue within the slice profile and the in-plane blur
+            deep = ndimage.binary_erosion(labels == LABELS["white matter"], structure=np.ones((3, 5, 5)))
+            hu = load_series(one).hu[deep]
+            assert deep.sum() > 10_000
+            assert abs(float(hu.mean()) - TISSUE_HU[LABELS["white matter"]]) < 1.0
+            assert float(hu.std()) == pytest.approx(SAMPLE_IMAGE_FORMATION.noise_sd, rel=0.1)
+
+    def test_bone_series_has_a_sharp_kernel_sharper_edges_and_more_noise(self, dataset_root):
+        patient = dataset_root / "CQ500-CT-1"
+        series = {s.description: s for s in scan(patient).volumes}
+        soft, bone = series["CT PLAIN THIN"], series["CT BONE"]
+        assert kernel_class(bone.headers[0].convolution_kernel) == "sharp"
+        assert kernel_class(soft.headers[0].convolution_kernel) == "soft"
+        truths = {truth["series_uid"]: path for path, truth in ground_truth(patient)}
+        with np.load(str(truths[soft.uid]).replace("_lesions.json", "_labels.npz")) as saved:
+            labels = saved["labels"]  # same grid for both: same positions, same labels
+        soft_hu, bone_hu = load_series(soft).hu, load_series(bone).hu
+        deep = ndimage.binary_erosion(labels == LABELS["white matter"], structure=np.ones((3, 5, 5)))
+        assert float(bone_hu[deep].std()) == pytest.approx(SAMPLE_BONE_IMAGE_FORMATION.noise_sd, rel=0.1)
+        assert float(bone_hu[deep].std()) > 3 * float(soft_hu[deep].std())
+        # the thin cortical tables keep more of their 1600 HU when the kernel blurs less
+        tables = labels == LABELS["cortical bone"]
+        assert float(bone_hu[tables].mean()) > float(soft_hu[tables].mean()) + 50
+
+
+def ground_truth(patient: Path) -> list[tuple[Path, dict]]:
+    """The lesion-volume JSON files of a sample patient, with their content."""
+    return [(path, json.loads(path.read_text())) for path in sorted((patient / "ground-truth").glob("*_lesions.json"))]

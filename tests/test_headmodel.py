@@ -67,6 +67,14 @@ class TestHeadLabels:
         bone = np.isin(labels, [LABELS["cortical bone"], LABELS["diploe"]])
         assert low_mm <= bone.sum() * step_mm <= high_mm, place
 
+    def test_a_block_of_points_gets_the_labels_each_point_gets_alone(self):
+        # head_labels skips the shapes a block's bounding box misses: alone, a point's box is the point
+        rng = np.random.default_rng(3)
+        points = np.concatenate([rng.uniform(-80, 80, (1500, 3)), rng.normal(0, 25, (1500, 3))])
+        one_by_one = np.array([head_labels(point[None])[0] for point in points])
+        assert np.array_equal(head_labels(points), one_by_one)
+        assert len(np.unique(one_by_one)) > 10  # the points meet many tissues, not just air and brain
+
     def test_rejects_unknown_lesion_names(self):
         with pytest.raises(ValueError, match="unknown lesions"):
             head_labels(np.zeros(3), lesions=["stroke"])
@@ -95,6 +103,16 @@ class TestImageFormation:
         residual = volume.hu[white] - written.expected_hu()[white]
         # rounding to stored integers adds a uniform error of variance 1/12
         assert np.sqrt(residual.var() - 1 / 12) == pytest.approx(6.0, rel=0.05)
+
+    def test_a_sharp_kernel_keeps_edges_below_one_pixel(self, tmp_path):
+        # 2.4 mm pixels: a soft reconstruction is held to one pixel, a sharp one to half a pixel
+        geometry = SliceGeometry(n_slices=1, matrix=96, slice_spacing=2.5, first_position_z=30.0)
+        steepest = {}
+        for name, floor_px in (("soft", 1.0), ("sharp", 0.5)):
+            formation = ImageFormation(noise_sd=0, resolution_mm=0.5, min_resolution_px=floor_px)
+            hu = write_series(tmp_path / name, geometry=geometry, head=formation).expected_hu()[0]
+            steepest[name] = float(np.abs(np.diff(hu, axis=1)).max())  # the skull's edges, HU per pixel
+        assert steepest["sharp"] > 1.1 * steepest["soft"]  # 1.17 measured; 1.0 if the floor were ignored
 
     @pytest.mark.parametrize("width_px", [1.0, 2.0])  # sampled finely enough for the continuous law
     def test_noise_correlation_follows_the_kernel_width(self, width_px):
