@@ -11,8 +11,9 @@ BSD-2-Clause, commit ``d03e30e``; see `HEAD_CT_STUDIES`):
     spacing (4 mm at the skull base, 7 mm above), 14 MB.
 ``philips-head-phantom``
     A head phantom on a Philips Ingenuity (courtesy of Paul Morgan, Nottingham
-    Medical School): series tilted both ways at 1 mm and 5 mm, with localizers,
-    DICOMDIR and DIRFILEs, 233 MB.
+    Medical School): two 2.5 mm series with the gantry tilted both ways (-18.5
+    and +16.5 degrees), untilted 5 mm, 1 mm and 1 mm bone-kernel series, with
+    localizers, DICOMDIR and DIRFILEs, 233 MB.
 
 Every download is bounded: the body may not exceed the size the registry
 names, the server must answer and keep sending within ``timeout`` seconds and

@@ -364,6 +364,7 @@ export function createViewer(model, root, pushed = null) {
     root.dataset.resolution = resolution;
     conventionButton.textContent = model.get("convention") === "radiological"
       ? "radiological (patient R on screen left)" : "neurological (patient R on screen right)";
+    measureBox.style.color = `rgb(${colour("measurement")})`;
     measureBox.textContent = model.get("measurements").map((m, i) => `#${i + 1} ${m.plane} ${m.index}: ${m.text}`).join("\n");
   }
 
