@@ -416,6 +416,38 @@ def test_preview_asks_the_kernel_for_full_resolution(lab: Any, artifacts: Path) 
     )
 
 
+def test_tutorial_06_runs_live_in_jupyterlab_on_the_padded_sample(browser: Any, tmp_path: Path) -> None:
+    """The tutorial's own viewer (the sample has scanner padding and two overlays) comes up live, without errors."""
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(REPO / "notebooks" / "06_looking_at_scans.ipynb", root / "06.ipynb")
+    with running_jupyter(root, tmp_path) as url:
+        page = new_page(browser)
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(f"{error}\n{error.stack}"))
+        try:
+            open_and_run(page, url + "lab/tree/06.ipynb")
+            viewer = page.locator(".ctexplore-viewer[data-ready=true]").first
+            viewer.wait_for(state="attached")
+            assert kernel_print(page, "print(volume.padding.any())") == "True"
+            label = viewer.locator(".ctv-axial .ctv-slice-label")
+            expected = kernel_print(page, "print(viewer.crosshair[0])")
+            page.wait_for_function(
+                "(k) => document.querySelector('.ctv-axial .ctv-slice-label').textContent.startsWith(`axial ${k}/`)",
+                arg=expected,
+            )
+            viewer.scroll_into_view_if_needed()  # JupyterLab does not render cells outside the window
+            assert viewer.locator(".ctv-legend .ctv-overlay").all_text_contents() == ["hyperdense 50-90 HU", "body"]
+            canvas = viewer.locator(".ctv-axial canvas")
+            box = canvas.bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.wheel(0, -100)
+            assert label.text_content().startswith(f"axial {int(expected) + 1}/")
+            assert errors == [], errors
+        finally:
+            page.close()
+
+
 def test_notebook7_renders_the_viewer_and_the_wheel_steps(browser: Any, tmp_path: Path) -> None:
     pytest.importorskip("notebook", minversion="7")
     playwright_errors = pytest.importorskip("playwright.sync_api")
