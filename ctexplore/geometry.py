@@ -108,6 +108,44 @@ def _axis_samples(
     return lower, upper, weight, valid
 
 
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    """The 1-D kernel of ``scipy.ndimage.gaussian_filter`` (``truncate=4``), offsets ``-r .. r``."""
+    radius = int(4.0 * sigma + 0.5)
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def _axis_taps(positions: np.ndarray, size: int, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights, ``(n, taps)`` each, of Gaussian smoothing then linear sampling.
+
+    Linear interpolation at `positions` of the axis smoothed with `sigma`
+    (edges repeated, ``mode="nearest"``) is one weighted sum of the source
+    voxels ``lower - r .. lower + r + 1``: the two interpolation weights
+    spread by the kernel. With ``sigma = 0`` it is plain linear sampling.
+    """
+    lower, _, weight, valid = _axis_samples(positions, size, 1)
+    kernel = _gaussian_kernel(sigma) if sigma > 0 else np.ones(1)
+    radius = len(kernel) // 2
+    spread_lower = np.append(kernel, 0.0)  # lower + offset, offsets -r .. r + 1
+    spread_upper = np.insert(kernel, 0, 0.0)  # upper = lower + 1
+    weights = (1.0 - weight)[:, None] * spread_lower + weight[:, None] * spread_upper
+    taps = np.clip(lower[:, None] + np.arange(-radius, radius + 2), 0, size - 1)
+    return taps, weights.astype(np.float32), valid
+
+
+def _weighted_rows(plane: np.ndarray, taps: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    out = plane[taps[:, 0]] * weights[:, :1]
+    for t in range(1, taps.shape[1]):
+        out += plane[taps[:, t]] * weights[:, t : t + 1]
+    return out
+
+
+def _weighted_cols(plane: np.ndarray, taps: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+    np.multiply(np.take(plane, taps[:, 0], axis=1), weights[:, 0], out=out)
+    for t in range(1, taps.shape[1]):
+        out += np.take(plane, taps[:, t], axis=1) * weights[:, t]
+
+
 def _is_slice_parallel(matrix: np.ndarray) -> bool:
     """True when output slices are parallel to source slices, in-plane axes aligned.
 
@@ -143,8 +181,17 @@ def _sample_slice_parallel(
     out: np.ndarray,
     order: int,
     fill: float,
+    sigma: Sequence[float] | None = None,
 ) -> np.ndarray | None:
-    """Separable sampling for slice-parallel grids; returns the outside mask or None."""
+    """Separable sampling for slice-parallel grids; returns the outside mask or None.
+
+    With `sigma` (source voxels per axis; linear sampling only), each axis is
+    smoothed by a Gaussian in the same weighted sums: the result of
+    ``gaussian_filter`` then linear sampling, without a smoothed copy of the
+    whole input.
+    """
+    if sigma is not None:
+        return _sample_smoothed(source, matrix, offset, out, fill, sigma)
     slices, rows, cols = source.shape
     out_slices, out_rows, out_cols = out.shape
     row_index = np.arange(out_rows, dtype=np.float64)
@@ -182,6 +229,43 @@ def _sample_slice_parallel(
     return outside
 
 
+def _sample_smoothed(
+    source: np.ndarray,
+    matrix: np.ndarray,
+    offset: np.ndarray,
+    out: np.ndarray,
+    fill: float,
+    sigma: Sequence[float],
+) -> np.ndarray | None:
+    slices, rows, cols = source.shape
+    out_slices, out_rows, out_cols = out.shape
+    outside = None
+    plane = np.empty((rows, cols), np.float32)
+    for k in range(out_slices):
+        row_pos = matrix[1, 1] * np.arange(out_rows) + (matrix[1, 0] * k + offset[1])
+        col_pos = matrix[2, 2] * np.arange(out_cols) + (matrix[2, 0] * k + offset[2])
+        s_taps, s_weights, s_ok = _axis_taps(np.array([matrix[0, 0] * k + offset[0]]), slices, sigma[0])
+        r_taps, r_weights, r_ok = _axis_taps(row_pos, rows, sigma[1])
+        c_taps, c_weights, c_ok = _axis_taps(col_pos, cols, sigma[2])
+        plane.fill(0.0)
+        for index, weight in zip(s_taps[0], s_weights[0]):
+            if weight:
+                plane += source[index] * weight  # int16 slices become float32 here, one at a time
+        # shrink the axis that shrinks most first: less data for the second pass
+        if out_rows / rows <= out_cols / cols:
+            _weighted_cols(_weighted_rows(plane, r_taps, r_weights), c_taps, c_weights, out[k])
+        else:
+            by_cols = np.empty((rows, out_cols), np.float32)
+            _weighted_cols(plane, c_taps, c_weights, by_cols)
+            out[k] = _weighted_rows(by_cols, r_taps, r_weights)
+        if not (s_ok[0] and r_ok.all() and c_ok.all()):
+            if outside is None:
+                outside = np.zeros(out.shape, bool)
+            outside[k] = ~s_ok[0] | ~r_ok[:, None] | ~c_ok[None, :]
+            out[k][outside[k]] = fill
+    return outside
+
+
 def _outside_general(
     source_shape: tuple[int, ...], matrix: np.ndarray, offset: np.ndarray, out_shape: tuple[int, ...]
 ) -> np.ndarray | None:
@@ -210,11 +294,14 @@ def _sample(
     order: int,
     fill: float,
     out_dtype: Any = np.float32,
+    sigma: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Sample `source` at the voxel centres of an output grid, in one interpolation.
 
     Returns the output array and a mask of output voxels outside the acquired
-    volume (which hold `fill`), or None when there are none.
+    volume (which hold `fill`), or None when there are none. `sigma` (source
+    voxels per axis) smooths first with a Gaussian, as ``gaussian_filter``
+    with ``mode="nearest"`` would.
     """
     if order not in (0, 1, 2, 3, 4, 5):
         raise ValueError(f"order must be an integer spline order 0..5, got {order!r}")
@@ -222,7 +309,12 @@ def _sample(
     matrix, offset = mapping[:3, :3], mapping[:3, 3]
     out = np.empty(out_shape, out_dtype)
     if order <= 1 and _is_slice_parallel(matrix):
-        return out, _sample_slice_parallel(source, matrix, offset, out, order, fill)
+        fused = sigma if order == 1 else None
+        if sigma is not None and fused is None:
+            source = ndimage.gaussian_filter(source.astype(np.float32), tuple(sigma), mode="nearest")
+        return out, _sample_slice_parallel(source, matrix, offset, out, order, fill, fused)
+    if sigma is not None:
+        source = ndimage.gaussian_filter(source.astype(np.float32), tuple(sigma), mode="nearest")
     if order <= 1:
         coefficients = source
     else:
@@ -245,9 +337,16 @@ def _sample(
     return out, outside
 
 
-def _regrid(volume: Volume, out_affine: np.ndarray, out_shape: tuple[int, int, int], order: int, fill: float) -> Volume:
-    """A Volume holding `volume` sampled on the given grid, padding carried along."""
-    hu, outside = _sample(volume.hu, volume.affine, out_affine, out_shape, order, fill)
+def _regrid(
+    volume: Volume,
+    out_affine: np.ndarray,
+    out_shape: tuple[int, int, int],
+    order: int,
+    fill: float,
+    sigma: Sequence[float] | None = None,
+) -> Volume:
+    """A Volume holding `volume` sampled on the given grid (smoothed by `sigma` first), padding carried along."""
+    hu, outside = _sample(volume.hu, volume.affine, out_affine, out_shape, order, fill, sigma=sigma)
     padding = outside
     if volume.padding is not None:
         # nearest neighbour: a voxel is padding when its nearest source voxel was
@@ -359,8 +458,10 @@ def resample(
         a Gaussian of standard deviation ``sigma = (f - 1) / 2`` source voxels
         (the filter of ``skimage.transform.resize(anti_aliasing=True)``), so
         detail finer than the new voxels averages out instead of aliasing.
-        Costs one float32 copy of the input while it runs. No effect when no
-        axis shrinks.
+        With linear sampling the smoothing is folded into the interpolation
+        weights (no smoothed copy of the input, about a tenth of the time of
+        filtering first); orders 0 and 3 filter a float32 copy first. No
+        effect when no axis shrinks.
     clip : bool, default True
         For ``order > 1``, clip the result to the input's HU range: cubic
         splines overshoot at sharp edges (air/bone), inventing values the scan
@@ -405,14 +506,12 @@ def resample(
     """
     base, base_shape = _orthogonal_grid(volume)
     grid, out_shape = _rescaled_grid(base, base_shape, spacing, shape)
-    source = volume
+    sigma = None
     if antialias:
         shrink = np.linalg.norm(grid[:3, :3], axis=0) / np.linalg.norm(base[:3, :3], axis=0)
-        sigma = np.maximum(0.0, (shrink - 1.0) / 2.0)
-        if np.any(sigma > 0):
-            smoothed = ndimage.gaussian_filter(volume.hu.astype(np.float32), tuple(sigma), mode="nearest")
-            source = volume.with_hu(smoothed)
-    out = _regrid(source, grid, out_shape, order, fill)
+        if np.any(shrink > 1.0):
+            sigma = tuple(float(s) for s in np.maximum(0.0, (shrink - 1.0) / 2.0))
+    out = _regrid(volume, grid, out_shape, order, fill, sigma)
     if clip and order > 1:
         low, high = float(volume.hu.min()), float(volume.hu.max())
         np.clip(out.hu, min(low, fill), max(high, fill), out=out.hu)
