@@ -52,7 +52,7 @@ NIIVUE_CELL = (
     "import nibabel, ipyniivue\n"
     "path = os.path.join(os.environ['BENCH_TMP'], 'head.nii')\n"
     "xyz = np.ascontiguousarray(volume.hu.transpose(2, 1, 0))\n"
-    "nibabel.save(nibabel.Nifti1Image(xyz, np.diag([0.45, 0.45, 0.625, 1])), path)\n"
+    "nibabel.save(nibabel.Nifti1Image(xyz, np.diag([*volume.spacing[::-1], 1])), path)\n"
     "nv = ipyniivue.NiiVue(height=500)\n"
     "nv.load_volumes([{'path': path, 'colormap': 'gray'}])\n"
     "nv"

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -887,38 +887,44 @@ if anywidget is not None:
                 self.crosshair = [int(i) for i in index]
             self._send_volume(rest=False)
 
-        def _volume_messages(self) -> list[tuple[dict[str, Any], list[memoryview]]]:
+        def _volume_messages(self) -> Iterator[tuple[dict[str, Any], list[memoryview]]]:
             """The volume as custom messages: the three planes through the crosshair, then slabs of slices.
 
             The page paints the first message at once (the first picture does not
             wait for the whole volume), then asks for the slabs and fills them into
-            one preallocated array. Slab buffers are views of the arrays, not copies.
+            one preallocated array. HU buffers are views of the array, not copies; a
+            mask that is not a contiguous bool array is converted one slab at a time,
+            as its message is made.
             """
-            layers = [self.volume.hu]
             mask = self.volume.padding
             padding = mask is not None and bool(mask.any())
-            if mask is not None and padding:
-                layers.append(_as_uint8(mask))
-            layers += [_as_uint8(overlay.data) for overlay in self.overlays]
+            masks = ([mask] if mask is not None and padding else []) + [overlay.data for overlay in self.overlays]
+
+            def pieces(index: Any) -> list[memoryview]:
+                # masks become uint8 piece by piece: a loader's padding is often a broadcast view
+                return [_buffer(self.volume.hu[index])] + [_buffer(_as_uint8(m[index])) for m in masks]
+
             overlays = [overlay.page_info() for overlay in self.overlays]
             k, j, i = self.crosshair
-            planes = [_buffer(plane) for layer in layers for plane in (layer[k], layer[:, j], layer[:, :, i])]
-            start = {"type": "volume_start", "padding": padding, "overlays": overlays, "crosshair": [k, j, i]}
-            messages = [(start, planes)]
+            by_plane = [pieces(index) for index in (k, np.s_[:, j], np.s_[:, :, i])]
+            planes = [by_plane[axis][layer] for layer in range(1 + len(masks)) for axis in range(3)]
+            yield {"type": "volume_start", "padding": padding, "overlays": overlays, "crosshair": [k, j, i]}, planes
             n_slices = self.volume.shape[0]
             step = max(1, CHUNK_BYTES // (self.volume.hu[0].size * 2))
             for first in range(0, n_slices, step):
                 count = min(step, n_slices - first)
-                chunk = {"type": "volume_chunk", "first": first, "count": count}
-                messages.append((chunk, [_buffer(layer[first : first + count]) for layer in layers]))
-            return messages
+                yield {"type": "volume_chunk", "first": first, "count": count}, pieces(np.s_[first : first + count])
 
         def _send_volume(self, rest: bool, pushed: bool = False) -> None:
             # the planes alone first: 128 MiB of slabs queued behind them would delay the first picture
             messages = self._volume_messages()
-            if pushed:  # unasked for: the page stores it for the view that is about to be made
-                messages[0][0]["pushed"] = True
-            for message, buffers in messages[1:] if rest else messages[:1]:
+            start, planes = next(messages)
+            if not rest:
+                if pushed:  # unasked for: the page stores it for the view that is about to be made
+                    start["pushed"] = True
+                self.send(start, planes)
+                return
+            for message, buffers in messages:  # each slab made just before it goes out
                 self.send(message, buffers)
 
         # --- pictures without a kernel --------------------------------------------------
