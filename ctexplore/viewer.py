@@ -763,6 +763,10 @@ if anywidget is not None:
         ``plane`` (main plane), ``plane_layout`` (``"three"`` or ``"one"``),
         ``center``/``width``/``window_name``, ``convention``, ``opacity``,
         ``overlay_visible`` and ``measurements`` (made in the page).
+        The page sends what the user changed once input pauses for 150 ms (at
+        least once a second while it goes on): messages to the kernel while the
+        wheel turns would delay the page's own next step. Until then the page's
+        value stands, also against an older value coming back from the kernel.
         The volume itself is never synced state: the page asks for it once by
         a custom message and gets it as binary buffers. For a volume over
         ``max_bytes`` (a thinned preview), :meth:`show_full_resolution` sends

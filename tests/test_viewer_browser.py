@@ -190,7 +190,7 @@ def kernel_print(page: Any, code: str) -> str:
 
 
 def wait_for_python(page: Any, code: str, expected: str, timeout_s: float = 10.0) -> str:
-    """Ask the kernel until it prints `expected` (the page syncs its state every 80 ms)."""
+    """Ask the kernel until it prints `expected` (the page sends its state once input pauses for 150 ms)."""
     deadline = time.monotonic() + timeout_s
     while True:
         text = kernel_print(page, code)
@@ -279,6 +279,26 @@ def test_wheel_and_keys_step_one_slice_and_python_follows(lab: Any, artifacts: P
     static = lab.locator("img[alt^='ctexplore viewer']")
     assert static.count() == 2 and not static.first.is_visible()
     viewer.screenshot(path=str(artifacts / "wheel.png"))
+
+
+def test_a_fast_wheel_reaches_python_when_it_stops_and_never_jumps_back(lab: Any) -> None:
+    """The page sends its state once input pauses; echoes of older messages do not undo newer steps."""
+    viewer = _main(lab)
+    kernel_print(lab, "viewer.crosshair = [10, 80, 80]")
+    label = viewer.locator(".ctv-axial .ctv-slice-label")
+    lab.wait_for_function(
+        "() => document.querySelector('.ctv-axial .ctv-slice-label').textContent.startsWith('axial 10/')"
+    )
+    box = viewer.locator(".ctv-axial canvas").bounding_box()
+    lab.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for notch in range(12):  # pairs of notches, each pair sent alone: its echo arrives after the next notch
+        lab.mouse.wheel(0, -100)
+        lab.wait_for_timeout(165 if notch % 2 else 20)  # 165 ms: a message goes out, its echo comes after
+    assert label.inner_text().startswith("axial 22/39")
+    assert wait_for_python(lab, "print(viewer.crosshair[0])", "22") == "22"
+    lab.wait_for_timeout(500)
+    assert label.inner_text().startswith("axial 22/39")
+    assert kernel_print(lab, "print(viewer.crosshair[0])") == "22"
 
 
 def test_drag_sets_the_window_in_the_page_and_in_python(lab: Any, artifacts: Path) -> None:
@@ -430,19 +450,18 @@ def test_tutorial_06_runs_live_in_jupyterlab_on_the_padded_sample(browser: Any, 
             viewer = page.locator(".ctexplore-viewer[data-ready=true]").first
             viewer.wait_for(state="attached")
             assert kernel_print(page, "print(volume.padding.any())") == "True"
-            label = viewer.locator(".ctv-axial .ctv-slice-label")
             expected = kernel_print(page, "print(viewer.crosshair[0])")
             page.wait_for_function(
                 "(k) => document.querySelector('.ctv-axial .ctv-slice-label').textContent.startsWith(`axial ${k}/`)",
                 arg=expected,
             )
-            viewer.scroll_into_view_if_needed()  # JupyterLab does not render cells outside the window
             assert viewer.locator(".ctv-legend .ctv-overlay").all_text_contents() == ["hyperdense 50-90 HU", "body"]
-            canvas = viewer.locator(".ctv-axial canvas")
-            box = canvas.bounding_box()
-            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            viewer.locator(".ctv-axial canvas").hover()  # scrolled into view and still: JupyterLab lays out lazily
             page.mouse.wheel(0, -100)
-            assert label.text_content().startswith(f"axial {int(expected) + 1}/")
+            page.wait_for_function(
+                "(k) => document.querySelector('.ctv-axial .ctv-slice-label').textContent.startsWith(`axial ${k}/`)",
+                arg=str(int(expected) + 1),
+            )
             assert errors == [], errors
         finally:
             page.close()

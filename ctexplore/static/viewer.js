@@ -41,7 +41,11 @@ export function createViewer(model, root, pushed = null) {
   let activePlane = model.get("plane");
   let lastPong = Date.now();
   const view = {};  // per plane zoom/pan
-  let pendingSync = false;
+  // the state goes to Python once input pauses: every message to the kernel (and its echo and
+  // busy/idle replies) costs the page main-thread time just when the next wheel notch arrives
+  const SYNC_PAUSE_MS = 150, SYNC_AT_LEAST_MS = 1000;
+  let syncTimer = null, unsyncedSince = null;
+  const unsynced = new Map();  // trait -> the page's value Python has not been sent yet
 
   root.classList.add("ctexplore-viewer");
   root.tabIndex = 0;
@@ -104,6 +108,7 @@ export function createViewer(model, root, pushed = null) {
   function setLocal(name, value) {
     localChange = true;
     try { model.set(name, value); } finally { localChange = false; }
+    unsynced.set(name, value);
   }
   function newLut(center, width) { lutVersion += 1; return buildLut(center, width); }
 
@@ -376,11 +381,23 @@ export function createViewer(model, root, pushed = null) {
 
   // ----- state changes ------------------------------------------------------------------
   function sync() {
-    // one message per input event, sent before any kernel message is handled: a throttled send
-    // would let the kernel's echo of an older value overwrite the unsent newer one
-    if (pendingSync) return;
-    pendingSync = true;
-    queueMicrotask(() => { pendingSync = false; model.save_changes(); });
+    const now = performance.now();
+    if (unsyncedSince === null) unsyncedSince = now;
+    clearTimeout(syncTimer);
+    const wait = Math.max(0, Math.min(SYNC_PAUSE_MS, unsyncedSince + SYNC_AT_LEAST_MS - now));
+    syncTimer = setTimeout(() => {
+      syncTimer = null; unsyncedSince = null; unsynced.clear();
+      model.save_changes();
+    }, wait);
+  }
+  // a value from the kernel for a trait the page has changed since its last message (the echo of an
+  // older message) must not undo the newer value: the page's value stands and goes out with the next
+  function keepUnsynced(name) {
+    if (!unsynced.has(name)) return false;
+    const value = unsynced.get(name);
+    localChange = true;
+    try { model.set(name, value); } finally { localChange = false; }
+    return true;
   }
   function setCrosshair(v, planes) {
     if (!vol.complete) return;  // only the planes through the crosshair are in the page yet
@@ -727,9 +744,11 @@ export function createViewer(model, root, pushed = null) {
     });
   }
   for (const name of ["crosshair", "center", "width", "window_name", "convention", "overlay_visible", "opacity", "measurements"]) {
-    model.on(`change:${name}`, () => { if (!localChange) paintFromPython(false); });
+    model.on(`change:${name}`, () => { if (!localChange && !keepUnsynced(name)) paintFromPython(false); });
   }
-  for (const name of ["plane_layout", "plane"]) model.on(`change:${name}`, () => { if (!localChange) paintFromPython(true); });
+  for (const name of ["plane_layout", "plane"]) {
+    model.on(`change:${name}`, () => { if (!localChange && !keepUnsynced(name)) paintFromPython(true); });
+  }
 
   const resize = new ResizeObserver(() => { if (vol) { layoutPanels(); paintAll(); } });
   resize.observe(root);
@@ -748,7 +767,11 @@ export function createViewer(model, root, pushed = null) {
   // planes the kernel pushed before this view existed are painted at once; otherwise ask for them
   if (pushed) requestAnimationFrame(() => receive(...pushed));
   else model.send({ type: "request_volume" });
-  return () => { resize.disconnect(); if (heartbeat) clearInterval(heartbeat); };
+  return () => {
+    resize.disconnect();
+    if (heartbeat) clearInterval(heartbeat);
+    if (syncTimer) { clearTimeout(syncTimer); model.save_changes(); }  // what the page changed last
+  };
 }
 
 // _static_id -> [message, buffers] of the planes the kernel sent with the cell's output, before any view
