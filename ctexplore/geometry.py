@@ -134,16 +134,23 @@ def _axis_taps(positions: np.ndarray, size: int, sigma: float) -> tuple[np.ndarr
 
 
 def _weighted_rows(plane: np.ndarray, taps: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    out = plane[taps[:, 0]] * weights[:, :1]
+    out = plane[taps[:, 0]]
+    out *= weights[:, :1]
     for t in range(1, taps.shape[1]):
-        out += plane[taps[:, t]] * weights[:, t : t + 1]
+        term = plane[taps[:, t]]
+        term *= weights[:, t : t + 1]
+        out += term
     return out
 
 
 def _weighted_cols(plane: np.ndarray, taps: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
-    np.multiply(np.take(plane, taps[:, 0], axis=1), weights[:, 0], out=out)
+    np.take(plane, taps[:, 0], axis=1, out=out)
+    out *= weights[:, 0]
+    term = np.empty_like(out)
     for t in range(1, taps.shape[1]):
-        out += np.take(plane, taps[:, t], axis=1) * weights[:, t]
+        np.take(plane, taps[:, t], axis=1, out=term)
+        term *= weights[:, t]
+        out += term
 
 
 def _is_slice_parallel(matrix: np.ndarray) -> bool:
@@ -157,23 +164,6 @@ def _is_slice_parallel(matrix: np.ndarray) -> bool:
     return bool(np.all(np.abs(matrix[[0, 0, 1, 2], [1, 2, 2, 1]]) <= 1e-9 * scale))
 
 
-def _lerp_rows(plane: np.ndarray, lower: np.ndarray, upper: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    first = plane[lower]
-    second = plane[upper]
-    np.subtract(second, first, out=second)
-    np.multiply(second, weight[:, None], out=second)
-    np.add(first, second, out=first)
-    return first
-
-
-def _lerp_cols(plane: np.ndarray, lower: np.ndarray, upper: np.ndarray, weight: np.ndarray, out: np.ndarray) -> None:
-    np.take(plane, lower, axis=1, out=out)
-    second = np.take(plane, upper, axis=1)
-    np.subtract(second, out, out=second)
-    np.multiply(second, weight, out=second)
-    np.add(out, second, out=out)
-
-
 def _sample_slice_parallel(
     source: np.ndarray,
     matrix: np.ndarray,
@@ -185,79 +175,40 @@ def _sample_slice_parallel(
 ) -> np.ndarray | None:
     """Separable sampling for slice-parallel grids; returns the outside mask or None.
 
-    With `sigma` (source voxels per axis; linear sampling only), each axis is
-    smoothed by a Gaussian in the same weighted sums: the result of
-    ``gaussian_filter`` then linear sampling, without a smoothed copy of the
-    whole input.
+    Linear sampling is a weighted sum of source voxels along each axis in turn
+    (`_axis_taps`). With `sigma` (source voxels per axis) the weights also
+    smooth each axis by a Gaussian: the result of ``gaussian_filter`` then
+    linear sampling, without a smoothed copy of the whole input.
     """
-    if sigma is not None:
-        return _sample_smoothed(source, matrix, offset, out, fill, sigma)
     slices, rows, cols = source.shape
     out_slices, out_rows, out_cols = out.shape
-    row_index = np.arange(out_rows, dtype=np.float64)
-    col_index = np.arange(out_cols, dtype=np.float64)
+    sigma = sigma if sigma is not None else (0.0, 0.0, 0.0)
     outside = None
     plane = np.empty((rows, cols), np.float32)
     for k in range(out_slices):
         slice_pos = np.array([matrix[0, 0] * k + offset[0]])
-        row_pos = matrix[1, 1] * row_index + (matrix[1, 0] * k + offset[1])
-        col_pos = matrix[2, 2] * col_index + (matrix[2, 0] * k + offset[2])
-        s_lo, s_hi, s_w, s_ok = _axis_samples(slice_pos, slices, order)
-        r_lo, r_hi, r_w, r_ok = _axis_samples(row_pos, rows, order)
-        c_lo, c_hi, c_w, c_ok = _axis_samples(col_pos, cols, order)
-        if order == 0:
-            out[k] = source[s_lo[0]][r_lo][:, c_lo]
-        else:
-            weight = float(s_w[0])
-            if weight == 0.0:
-                np.copyto(plane, source[s_lo[0]], casting="unsafe")
-            else:
-                np.subtract(source[s_hi[0]], source[s_lo[0]], out=plane, dtype=np.float32)
-                np.multiply(plane, np.float32(weight), out=plane)
-                np.add(plane, source[s_lo[0]], out=plane, dtype=np.float32)
-            # downsample the axis that shrinks most first: less data for the second pass
-            if out_rows / rows <= out_cols / cols:
-                _lerp_cols(_lerp_rows(plane, r_lo, r_hi, r_w), c_lo, c_hi, c_w, out[k])
-            else:
-                _lerp_cols(plane, c_lo, c_hi, c_w, plane_cols := np.empty((rows, out_cols), np.float32))
-                out[k] = _lerp_rows(plane_cols, r_lo, r_hi, r_w)
-        if not (s_ok[0] and r_ok.all() and c_ok.all()):
-            if outside is None:
-                outside = np.zeros(out.shape, bool)
-            outside[k] = ~s_ok[0] | ~r_ok[:, None] | ~c_ok[None, :]
-            out[k][outside[k]] = fill
-    return outside
-
-
-def _sample_smoothed(
-    source: np.ndarray,
-    matrix: np.ndarray,
-    offset: np.ndarray,
-    out: np.ndarray,
-    fill: float,
-    sigma: Sequence[float],
-) -> np.ndarray | None:
-    slices, rows, cols = source.shape
-    out_slices, out_rows, out_cols = out.shape
-    outside = None
-    plane = np.empty((rows, cols), np.float32)
-    for k in range(out_slices):
         row_pos = matrix[1, 1] * np.arange(out_rows) + (matrix[1, 0] * k + offset[1])
         col_pos = matrix[2, 2] * np.arange(out_cols) + (matrix[2, 0] * k + offset[2])
-        s_taps, s_weights, s_ok = _axis_taps(np.array([matrix[0, 0] * k + offset[0]]), slices, sigma[0])
-        r_taps, r_weights, r_ok = _axis_taps(row_pos, rows, sigma[1])
-        c_taps, c_weights, c_ok = _axis_taps(col_pos, cols, sigma[2])
-        plane.fill(0.0)
-        for index, weight in zip(s_taps[0], s_weights[0]):
-            if weight:
-                plane += source[index] * weight  # int16 slices become float32 here, one at a time
-        # shrink the axis that shrinks most first: less data for the second pass
-        if out_rows / rows <= out_cols / cols:
-            _weighted_cols(_weighted_rows(plane, r_taps, r_weights), c_taps, c_weights, out[k])
+        if order == 0:
+            (s_near, _, _, s_ok), (r_near, _, _, r_ok), (c_near, _, _, c_ok) = (
+                _axis_samples(pos, size, 0) for pos, size in ((slice_pos, slices), (row_pos, rows), (col_pos, cols))
+            )
+            out[k] = source[s_near[0]][r_near][:, c_near]
         else:
-            by_cols = np.empty((rows, out_cols), np.float32)
-            _weighted_cols(plane, c_taps, c_weights, by_cols)
-            out[k] = _weighted_rows(by_cols, r_taps, r_weights)
+            s_taps, s_weights, s_ok = _axis_taps(slice_pos, slices, sigma[0])
+            r_taps, r_weights, r_ok = _axis_taps(row_pos, rows, sigma[1])
+            c_taps, c_weights, c_ok = _axis_taps(col_pos, cols, sigma[2])
+            (first, weight), *others = [(i, w) for i, w in zip(s_taps[0], s_weights[0]) if w]
+            np.multiply(source[first], weight, out=plane)  # int16 slices become float32 here, one at a time
+            for index, weight in others:
+                plane += source[index] * weight
+            # shrink the axis that shrinks most first: less data for the second pass
+            if out_rows / rows <= out_cols / cols:
+                _weighted_cols(_weighted_rows(plane, r_taps, r_weights), c_taps, c_weights, out[k])
+            else:
+                by_cols = np.empty((rows, out_cols), np.float32)
+                _weighted_cols(plane, c_taps, c_weights, by_cols)
+                out[k] = _weighted_rows(by_cols, r_taps, r_weights)
         if not (s_ok[0] and r_ok.all() and c_ok.all()):
             if outside is None:
                 outside = np.zeros(out.shape, bool)
