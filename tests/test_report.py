@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import csv
 import html
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from test_viewer_browser import CHROMIUM, CHROMIUM_ARGS
 
 from ctexplore.cli import main
 from ctexplore.phantom import write_series
 from ctexplore.report import hu_flags, write_report
 
-CHROMIUM = Path(os.environ.get("CTEXPLORE_CHROMIUM", "/usr/bin/chromium"))
 SMALL = dict(n_slices=12, matrix=64, slice_spacing=5.0)
 
 # patient -> the flags (text before the first ':') the report must give its one series, and no others
@@ -127,14 +126,7 @@ def test_report_opens_offline_in_chromium_with_every_picture_loaded(tree_report)
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
+            args=CHROMIUM_ARGS,
         )
         try:
             page = browser.new_page(viewport={"width": 1300, "height": 900})

@@ -189,6 +189,15 @@ def kernel_print(page: Any, code: str) -> str:
     )
 
 
+def crosshair_from_python(page: Any, crosshair: list[int]) -> None:
+    """Set the first viewer's crosshair in the kernel and wait until the page reads out that voxel."""
+    kernel_print(page, f"viewer.crosshair = {crosshair}")
+    page.wait_for_function(
+        "(t) => document.querySelector('.ctv-crosshair-hu').textContent.startsWith(t)",
+        arg=f"crosshair ({', '.join(map(str, crosshair))})",
+    )
+
+
 def wait_for_python(page: Any, code: str, expected: str, timeout_s: float = 10.0) -> str:
     """Ask the kernel until it prints `expected` (the page sends its state once input pauses for 150 ms)."""
     deadline = time.monotonic() + timeout_s
@@ -284,11 +293,8 @@ def test_wheel_and_keys_step_one_slice_and_python_follows(lab: Any, artifacts: P
 def test_a_fast_wheel_reaches_python_when_it_stops_and_never_jumps_back(lab: Any) -> None:
     """The page sends its state once input pauses; echoes of older messages do not undo newer steps."""
     viewer = _main(lab)
-    kernel_print(lab, "viewer.crosshair = [10, 80, 80]")
+    crosshair_from_python(lab, [10, 80, 80])
     label = viewer.locator(".ctv-axial .ctv-slice-label")
-    lab.wait_for_function(
-        "() => document.querySelector('.ctv-axial .ctv-slice-label').textContent.startsWith('axial 10/')"
-    )
     box = viewer.locator(".ctv-axial canvas").bounding_box()
     lab.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     for notch in range(12):  # pairs of notches, each pair sent alone: its echo arrives after the next notch
@@ -321,11 +327,8 @@ def test_drag_sets_the_window_in_the_page_and_in_python(lab: Any, artifacts: Pat
 
 def test_click_moves_the_other_two_planes(lab: Any) -> None:
     viewer = _main(lab)
-    kernel_print(lab, "viewer.crosshair = [20, 80, 80]")
+    crosshair_from_python(lab, [20, 80, 80])
     label = viewer.locator(".ctv-axial .ctv-slice-label")
-    lab.wait_for_function(
-        "() => document.querySelector('.ctv-axial .ctv-slice-label').textContent.startsWith('axial 20/')"
-    )
     coronal = viewer.locator(".ctv-coronal").get_attribute("data-paints")
     canvas = viewer.locator(".ctv-axial canvas")
     # axial columns run to the patient's left, shown on the right: displayed column = array column
@@ -342,10 +345,7 @@ def test_click_moves_the_other_two_planes(lab: Any) -> None:
 def test_padding_reads_as_padding_not_air(lab: Any) -> None:
     """Voxels outside the scanned field are shown in the padding colour and read as padding."""
     viewer = _main(lab)
-    kernel_print(lab, "viewer.crosshair = [20, 16, 16]")  # the field of view is the inscribed circle
-    lab.wait_for_function(
-        "() => document.querySelector('.ctv-crosshair-hu').textContent.startsWith('crosshair (20, 16, 16)')"
-    )
+    crosshair_from_python(lab, [20, 16, 16])  # the field of view is the inscribed circle
     assert (
         viewer.locator(".ctv-crosshair-hu").inner_text()
         == "crosshair (20, 16, 16): padding (outside the scanned field)"
@@ -358,8 +358,7 @@ def test_padding_reads_as_padding_not_air(lab: Any) -> None:
         return [...c.getContext('2d').getImageData(Math.round(px * r), Math.round(px * r), 1, 1).data].slice(0, 3); }"""
     )
     assert rgb == list(MARK_COLOURS["padding"])
-    kernel_print(lab, "viewer.crosshair = [20, 80, 80]")
-    lab.wait_for_function("() => / \\d+ HU$/.test(document.querySelector('.ctv-crosshair-hu').textContent)")
+    crosshair_from_python(lab, [20, 80, 80])
 
 
 def test_python_sets_window_and_slice_and_the_page_follows(lab: Any) -> None:
